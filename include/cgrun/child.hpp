@@ -1,0 +1,104 @@
+#pragma once
+
+#include <cgrun/export.hpp>
+
+#include <cgrun/error.hpp>
+#include <cgrun/options.hpp>
+#include <cgrun/report.hpp>
+#include <cgrun/unique_fd.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cgrun {
+
+namespace detail {
+struct child_state;
+}
+
+// Where a child's tree lives.
+struct containment_info {
+    method used = method::pgroup;
+    std::vector<fallback> fallbacks;   // methods tried first (auto) and why they were not used
+    std::optional<std::string> unit;   // scope method
+    std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy (scope, cgroup)
+    pid_t pgid = -1;
+};
+
+// A running, contained process tree. Move-only.
+//
+// Destroying a child that has not finished kills its whole tree (SIGKILL), waits for it
+// to be empty, reaps it and removes its cgroup; detach() opts out.
+// One child may be used by one thread at a time; different children are independent.
+class CGRUN_EXPORT child {
+public:
+    child(child&&) noexcept;
+    child& operator=(child&&) noexcept;
+    child(const child&) = delete;
+    child& operator=(const child&) = delete;
+    ~child();
+
+    [[nodiscard]] pid_t pid() const noexcept;
+    // Readable (POLLIN) once the main process exited: hook it into an event loop, then
+    // call wait_for(0ms). Owned by the child.
+    [[nodiscard]] int pidfd() const noexcept;
+    [[nodiscard]] const containment_info& containment() const noexcept;
+
+    // Parent ends of stdio streams configured as stdio_spec::pipe() (invalid otherwise).
+    // Taking one transfers its ownership to the caller.
+    unique_fd take_stdin() noexcept;
+    unique_fd take_stdout() noexcept;
+    unique_fd take_stderr() noexcept;
+
+    // Blocks until the run is over: the main process exited (what it left running is
+    // killed unless keep_orphans) or the timeout of the options passed (the tree is stopped
+    // by the kill policy; timed_out is set). Calling it again returns the same report.
+    result<run_report> wait();
+    // Like wait(), but gives up after `d` and returns nullopt if the run is not over.
+    result<std::optional<run_report>> wait_for(std::chrono::milliseconds d);
+
+    // Stops the tree now with the kill policy (graceful signal, grace, then SIGKILL).
+    result<run_report> terminate();
+    // SIGKILLs the tree now.
+    result<run_report> kill();
+
+    // Gives up ownership: the tree keeps running, and its cgroup or scope is left in place.
+    void detach() noexcept;
+
+private:
+    friend CGRUN_EXPORT result<child> spawn(options opts);
+    explicit child(std::unique_ptr<detail::child_state> s) noexcept;
+    std::unique_ptr<detail::child_state> s_;
+};
+
+// Starts opts.argv contained by opts.containment. Errors: exec_not_found,
+// exec_not_executable, exec_failed, invalid_argument, and for an explicit method that
+// cannot be had cgroup2_unavailable, cgroup_not_delegated, systemd_unavailable,
+// scope_failed, controller_unavailable.
+CGRUN_EXPORT result<child> spawn(options opts);
+
+// spawn() + wait(). A spawn error is returned as an error; a timeout is not an error.
+CGRUN_EXPORT result<run_report> run(options opts);
+
+// What the host offers; used by `cgrun --check`.
+struct host_info {
+    std::optional<std::string> cgroup2_mount;
+    std::optional<std::string> own_cgroup;
+    bool cgroup_kill = false;         // cgroup.kill exists in the own cgroup (or the mount root's children)
+    std::optional<std::string> delegated_parent; // where the cgroup method would create its leaves
+    std::optional<std::string> delegated_parent_error;
+    bool clone_into_cgroup = false;   // clone3(CLONE_INTO_CGROUP) worked into a test leaf
+    std::optional<std::string> clone_into_cgroup_error;
+    bool systemd_reachable = false;   // the chosen systemd manager answered
+    std::optional<std::string> systemd_error;
+    std::vector<std::string> controllers; // cgroup.controllers of the delegated parent
+};
+
+[[nodiscard]] CGRUN_EXPORT host_info probe_host(const options& opts);
+
+} // namespace cgrun

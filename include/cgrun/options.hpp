@@ -1,0 +1,100 @@
+#pragma once
+
+#include <cgrun/export.hpp>
+
+#include <csignal>
+
+#include <array>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cgrun {
+
+// How the process tree is contained.
+enum class method {
+    automatic, // scope, else cgroup, else pgroup; each step down is recorded with its reason
+    scope,     // a transient systemd scope per child (sd-bus StartTransientUnit)
+    cgroup,    // a cgroup v2 directory per child under a delegated parent
+    pgroup,    // a process group only: setsid/double-fork escapees are NOT contained
+};
+
+[[nodiscard]] CGRUN_EXPORT std::string_view to_string(method m) noexcept;
+// "auto", "scope", "cgroup", "pgroup"; nullopt for anything else.
+[[nodiscard]] CGRUN_EXPORT std::optional<method> method_from_string(std::string_view s) noexcept;
+
+// Which systemd manager the scope method talks to.
+enum class bus_kind {
+    automatic, // the system manager as root, the user manager otherwise
+    system,
+    user,
+};
+
+// What one of the child's standard streams is connected to.
+struct stdio_spec {
+    enum class kind { inherit, null, pipe, fd };
+    kind mode = kind::inherit;
+    int fd = -1; // for kind::fd: duplicated into the child, not owned
+
+    static stdio_spec inherit() { return {}; }
+    static stdio_spec null() { return {kind::null, -1}; }
+    static stdio_spec pipe() { return {kind::pipe, -1}; }
+    static stdio_spec from_fd(int fd) { return {kind::fd, fd}; }
+};
+
+// How a tree is stopped on timeout, terminate() or when orphans are killed.
+struct kill_policy {
+    // Sent to every process of the tree (followed by SIGCONT) when grace > 0.
+    int signal = SIGTERM;
+    // How long the tree may take to exit after `signal`; 0 = SIGKILL the tree at once.
+    std::chrono::milliseconds grace{0};
+    // Upper bound on waiting for the tree to be empty after SIGKILL; a task stuck in
+    // uninterruptible sleep yields a report with remaining_processes > 0, not a hang.
+    std::chrono::milliseconds kill_wait{5000};
+};
+
+// A resource limit, as a systemd property name and value: "MemoryMax", "TasksMax", "CPUQuota".
+struct limit {
+    std::string name;
+    std::string value;
+};
+
+struct options {
+    // argv[0] is looked up in PATH (of `env` if given, else of the caller) unless it has a '/'.
+    std::vector<std::string> argv;
+    // Complete environment of the child; nullopt = the caller's environment.
+    std::optional<std::vector<std::string>> env;
+    // Working directory of the child; empty = the caller's.
+    std::string cwd;
+    std::array<stdio_spec, 3> stdio{};
+    // Descriptors the child inherits under the same numbers (all others >= 3 are closed).
+    std::vector<int> inherit_fds;
+
+    // Wall-clock limit for the whole tree, counted from spawn; nullopt = none.
+    std::optional<std::chrono::milliseconds> timeout;
+    kill_policy kill{};
+    // When the main child exits by itself: kill what it left running (default) or keep it.
+    bool keep_orphans = false;
+
+    method containment = method::automatic;
+
+    // scope method
+    bus_kind bus = bus_kind::automatic;
+    std::string unit;  // scope name; empty = generated ("cgrun-<cmd>-<id>.scope")
+    std::string slice; // empty = the manager's default
+    std::chrono::milliseconds bus_timeout{3000}; // per D-Bus call and for the start job
+    // Extra time systemd waits past `timeout` before it kills the scope itself
+    // (the backstop for a spawner that crashed).
+    std::chrono::milliseconds backstop_margin{2000};
+
+    // cgroup method: parent cgroup as a path inside the cgroup2 hierarchy ("/a/b");
+    // empty = the caller's own cgroup.
+    std::string cgroup_parent;
+
+    std::vector<limit> limits;
+};
+
+} // namespace cgrun

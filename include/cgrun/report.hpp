@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cgrun/export.hpp>
+
+#include <cgrun/options.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cgrun {
+
+// A containment method that was tried and not used, and why.
+struct fallback {
+    method tried;
+    std::string reason;
+};
+
+// How the tree was stopped, when cgrun had to stop it.
+struct kill_info {
+    std::string mechanism;             // "cgroup.kill", "freeze-kill" or "killpg"
+    std::optional<int> graceful_signal; // sent first when the policy has a grace period
+    bool escalated = false;            // SIGKILL was needed after the grace period
+};
+
+struct run_report {
+    std::vector<std::string> command;
+    method used = method::pgroup;
+    std::vector<fallback> fallbacks;
+    std::optional<std::string> unit;   // scope name (scope method)
+    std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy
+    pid_t pid = -1;
+
+    std::optional<int> exit_code; // set when the main child exited
+    std::optional<int> signal;    // set when the main child died of a signal
+    bool timed_out = false;
+    bool cancelled = false; // stopped by terminate()/kill() before it ended
+    std::optional<kill_info> kill;
+
+    // Processes of the tree still alive when the report was made: 0 after cleanup,
+    // more with keep_orphans or when a task could not die in time.
+    int remaining_processes = 0;
+
+    double wall_time_ms = 0;
+    double cpu_user_ms = 0;
+    double cpu_system_ms = 0;
+    std::optional<std::uint64_t> memory_peak_bytes; // null without the memory controller
+    bool oom_killed = false;
+
+    std::optional<std::string> error;
+};
+
+// One JSON object (schema: doc/report-schema.md). version is 1.
+[[nodiscard]] CGRUN_EXPORT std::string to_json(const run_report& r);
+
+// A report for a run that failed before anything started (error set, pid -1).
+[[nodiscard]] CGRUN_EXPORT run_report failed_report(std::vector<std::string> command, method m, std::string error);
+
+// Name of a signal without the "SIG" prefix ("TERM"), or its number as text.
+[[nodiscard]] CGRUN_EXPORT std::string signal_name(int sig);
+// Accepts "TERM", "SIGTERM", "term" or "15"; nullopt otherwise.
+[[nodiscard]] CGRUN_EXPORT std::optional<int> signal_from_string(std::string_view s);
+
+} // namespace cgrun

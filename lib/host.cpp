@@ -1,0 +1,45 @@
+#include "host.hpp"
+
+#include "cgroup_path.hpp"
+#include "sys.hpp"
+
+#include <fcntl.h>
+#include <sys/statfs.h>
+
+#include <linux/magic.h>
+
+namespace cgrun::detail {
+
+result<cgroup2_root> cgroup2()
+{
+    static const result<cgroup2_root> root = []() -> result<cgroup2_root> {
+        auto info = sys::read_file(AT_FDCWD, "/proc/self/mountinfo");
+        if (!info)
+            return error::make(errc::cgroup2_unavailable, info.error().message());
+        auto mount = cgroup2_mount(*info);
+        if (!mount)
+            return error::make(errc::cgroup2_unavailable, "no cgroup2 mount in /proc/self/mountinfo");
+        auto fd = sys::open_dir(AT_FDCWD, *mount);
+        if (!fd)
+            return error::make(errc::cgroup2_unavailable, fd.error().message());
+        struct statfs st{};
+        if (::fstatfs(fd->get(), &st) < 0 || st.f_type != CGROUP2_SUPER_MAGIC)
+            return error::make(errc::cgroup2_unavailable, *mount + " is not a cgroup2 filesystem");
+        // Kept open (CLOEXEC) for the life of the process: every cgroup is reached from it.
+        return cgroup2_root{*mount, fd->release()};
+    }();
+    return root;
+}
+
+result<std::string> own_cgroup()
+{
+    auto text = sys::read_file(AT_FDCWD, "/proc/self/cgroup");
+    if (!text)
+        return error::make(errc::cgroup2_unavailable, text.error().message());
+    auto path = unified_cgroup(*text);
+    if (!path)
+        return error::make(errc::cgroup2_unavailable, "no reachable 0:: line in /proc/self/cgroup");
+    return *path;
+}
+
+} // namespace cgrun::detail

@@ -1,0 +1,77 @@
+#include "cgroup_fs.hpp"
+#include "cgroup_path.hpp"
+#include "host.hpp"
+#include "spawn.hpp"
+#include "sys.hpp"
+#include "systemd_scope.hpp"
+
+#include <cgrun/child.hpp>
+
+#include <unistd.h>
+
+#include <sstream>
+
+namespace cgrun {
+
+host_info probe_host(const options& opts)
+{
+    host_info h;
+    auto root = detail::cgroup2();
+    if (root)
+        h.cgroup2_mount = root->mount;
+    if (auto own = detail::own_cgroup())
+        h.own_cgroup = *own;
+
+    if (root) {
+        std::string parent = !opts.cgroup_parent.empty() ? opts.cgroup_parent : h.own_cgroup.value_or("");
+        if (parent.empty())
+            h.delegated_parent_error = "own cgroup unknown";
+        else {
+            auto leaf = detail::cgroup_dir::create(root->fd, parent, "cgrun-probe-" + std::to_string(::getpid()));
+            if (!leaf) {
+                h.delegated_parent_error = leaf.error().message();
+            } else {
+                h.delegated_parent = parent;
+                h.cgroup_kill = leaf->has_file("cgroup.kill");
+                if (auto rel = detail::relative_cgroup_path(parent)) {
+                    if (auto pfd = sys::open_dir(root->fd, rel->empty() ? "." : *rel)) {
+                        if (auto text = sys::read_file(pfd->get(), "cgroup.controllers")) {
+                            std::istringstream in(*text);
+                            std::string c;
+                            while (in >> c)
+                                h.controllers.push_back(c);
+                        }
+                    }
+                }
+                detail::spawn_request req;
+                req.argv = {"/bin/true"};
+                req.stdio = {stdio_spec::null(), stdio_spec::null(), stdio_spec::null()};
+                req.cgroup_fd = leaf->fd();
+                auto sp = detail::start_process(std::move(req));
+                if (!sp) {
+                    h.clone_into_cgroup_error = sp.error().message();
+                } else {
+                    h.clone_into_cgroup = sp->in_cgroup;
+                    if (!sp->in_cgroup) {
+                        h.clone_into_cgroup_error = "clone3(CLONE_INTO_CGROUP) refused";
+                        (void)leaf->write("cgroup.procs", std::to_string(sp->pid));
+                    }
+                    (void)detail::release(*sp);
+                    (void)sys::poll_one(sp->pidfd.get(), POLLIN, std::chrono::seconds(5));
+                    (void)sys::wait_pidfd(sp->pidfd.get(), false);
+                }
+                (void)leaf->wait_empty(sys::now() + std::chrono::seconds(1));
+                (void)leaf->remove(root->fd);
+            }
+        }
+    }
+
+    auto mgr = detail::connect_manager(opts.bus, opts.bus_timeout);
+    if (mgr)
+        h.systemd_reachable = true;
+    else
+        h.systemd_error = mgr.error().message();
+    return h;
+}
+
+} // namespace cgrun

@@ -1,0 +1,40 @@
+#pragma once
+
+// Owners for sd-bus objects: every bus, message, slot and error is released by a destructor.
+
+#include <systemd/sd-bus.h>
+
+#include <memory>
+
+namespace cgrun::detail {
+
+struct bus_unref {
+    void operator()(sd_bus* b) const noexcept { sd_bus_flush_close_unref(b); }
+};
+struct message_unref {
+    void operator()(sd_bus_message* m) const noexcept { sd_bus_message_unref(m); }
+};
+struct slot_unref {
+    void operator()(sd_bus_slot* s) const noexcept { sd_bus_slot_unref(s); }
+};
+
+using bus_ptr = std::unique_ptr<sd_bus, bus_unref>;
+using message_ptr = std::unique_ptr<sd_bus_message, message_unref>;
+using slot_ptr = std::unique_ptr<sd_bus_slot, slot_unref>;
+
+class bus_error {
+public:
+    bus_error() = default;
+    bus_error(const bus_error&) = delete;
+    bus_error& operator=(const bus_error&) = delete;
+    ~bus_error() { sd_bus_error_free(&e_); }
+    sd_bus_error* get() noexcept { return &e_; }
+    [[nodiscard]] bool is_set() const noexcept { return sd_bus_error_is_set(&e_); }
+    [[nodiscard]] const char* name() const noexcept { return e_.name ? e_.name : ""; }
+    [[nodiscard]] const char* message() const noexcept { return e_.message ? e_.message : ""; }
+
+private:
+    sd_bus_error e_ = SD_BUS_ERROR_NULL;
+};
+
+} // namespace cgrun::detail

@@ -1,0 +1,54 @@
+#pragma once
+
+// fork/clone3 + exec. All code that runs in the child between fork and exec lives here.
+
+#include <cgrun/error.hpp>
+#include <cgrun/options.hpp>
+#include <cgrun/unique_fd.hpp>
+
+#include <sys/types.h>
+
+#include <array>
+#include <string>
+#include <vector>
+
+namespace cgrun::detail {
+
+struct spawn_request {
+    std::vector<std::string> argv;
+    std::optional<std::vector<std::string>> env;
+    std::string cwd;
+    std::array<stdio_spec, 3> stdio{};
+    std::vector<int> inherit_fds;
+    int cgroup_fd = -1; // born into this cgroup (CLONE_INTO_CGROUP) when >= 0
+    // The child stops before exec until release() (a scope must own it first).
+    bool hold = false;
+};
+
+struct spawned {
+    pid_t pid = -1;
+    std::string path; // the resolved executable
+    unique_fd pidfd;
+    bool in_cgroup = false; // born in spawn_request::cgroup_fd
+    unique_fd go;           // release() writes here (hold)
+    unique_fd exec_status;  // EOF = exec succeeded; else {stage, errno}
+    std::array<unique_fd, 3> parent_ends; // for stdio_spec::pipe
+};
+
+// Test switch: CGRUN_TEST_NO_CLONE_INTO_CGROUP=1 makes CLONE_INTO_CGROUP look refused
+// (as under seccomp), so the fork + cgroup.procs path runs.
+bool clone_into_cgroup_disabled() noexcept;
+
+// Resolves argv[0] against PATH (of env, or the caller's) like execvp; a name that exists
+// nowhere is errc::exec_not_found.
+result<std::string> resolve_executable(const std::string& name, const std::optional<std::vector<std::string>>& env);
+
+// Forks the child. When cgroup_fd is given but the kernel refuses CLONE_INTO_CGROUP, the
+// child is held and in_cgroup is false: the caller moves it (cgroup.procs) before release().
+result<spawned> start_process(spawn_request req);
+
+// Lets a held child go on to exec, then waits for the outcome of execve: an error
+// (exec_not_found, exec_not_executable, exec_failed) if it failed. The child is not reaped.
+result<void> release(spawned& s);
+
+} // namespace cgrun::detail

@@ -1,0 +1,228 @@
+#include "sys.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <thread>
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace cgrun::sys {
+
+namespace {
+// PIDFD_SIGNAL_PROCESS_GROUP from <linux/pidfd.h> of Linux 6.9; Debian 12's headers are older.
+constexpr unsigned pidfd_signal_process_group = 1U << 2;
+} // namespace
+
+result<unique_fd> open_dir(int at, const std::string& path)
+{
+    int fd;
+    do
+        fd = ::openat(at, path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return error::from_errno(errno, "open " + path);
+    return unique_fd{fd};
+}
+
+result<unique_fd> open_file(int at, const std::string& path, int flags)
+{
+    int fd;
+    do
+        fd = ::openat(at, path.c_str(), flags | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return error::from_errno(errno, "open " + path);
+    return unique_fd{fd};
+}
+
+result<std::string> pread_all(int fd, const std::string& what)
+{
+    std::string out;
+    char buf[4096];
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = ::pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return error::from_errno(errno, "read " + what);
+        if (n == 0)
+            break;
+        out.append(buf, static_cast<size_t>(n));
+        off += n;
+    }
+    return out;
+}
+
+result<std::string> read_file(int at, const std::string& path)
+{
+    auto fd = open_file(at, path, O_RDONLY);
+    if (!fd)
+        return fd.error();
+    return pread_all(fd->get(), path);
+}
+
+result<void> write_file(int at, const std::string& path, std::string_view data)
+{
+    auto fd = open_file(at, path, O_WRONLY);
+    if (!fd)
+        return fd.error();
+    ssize_t n;
+    do
+        n = ::write(fd->get(), data.data(), data.size());
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return error::from_errno(errno, "write " + path);
+    if (static_cast<size_t>(n) != data.size())
+        return error::from_errno(EIO, "short write " + path);
+    return {};
+}
+
+result<void> make_dir(int at, const std::string& path, mode_t mode)
+{
+    if (::mkdirat(at, path.c_str(), mode) < 0)
+        return error::from_errno(errno, "mkdir " + path);
+    return {};
+}
+
+int remove_dir(int at, const std::string& path) noexcept
+{
+    return ::unlinkat(at, path.c_str(), AT_REMOVEDIR) < 0 ? errno : 0;
+}
+
+result<pipe_fds> make_pipe(int extra_flags)
+{
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC | extra_flags) < 0)
+        return error::from_errno(errno, "pipe2");
+    return pipe_fds{unique_fd{fds[0]}, unique_fd{fds[1]}};
+}
+
+result<unique_fd> pidfd_open(pid_t pid)
+{
+    long fd = ::syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0)
+        return error::from_errno(errno, "pidfd_open " + std::to_string(pid));
+    return unique_fd{static_cast<int>(fd)};
+}
+
+int pidfd_send_signal(int pidfd, int sig, unsigned flags) noexcept
+{
+    return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, flags) < 0 ? -errno : 0;
+}
+
+int pidfd_signal_group(int pidfd, int sig) noexcept
+{
+    return pidfd_send_signal(pidfd, sig, pidfd_signal_process_group);
+}
+
+result<wait_status> wait_pidfd(int pidfd, bool peek)
+{
+    siginfo_t si{};
+    wait_status ws;
+    int options = WEXITED | WNOHANG | (peek ? WNOWAIT : 0);
+    long r;
+    // glibc's waitid() has no rusage argument; the system call does.
+    do
+        r = ::syscall(SYS_waitid, P_PIDFD, pidfd, &si, options, &ws.usage);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return error::from_errno(errno, "waitid");
+    if (si.si_pid == 0)
+        return ws; // still running
+    ws.exited = true;
+    ws.code = si.si_code;
+    ws.status = si.si_status;
+    return ws;
+}
+
+result<short> poll_one(int fd, short events, std::chrono::microseconds timeout)
+{
+    struct pollfd p{fd, events, 0};
+    auto deadline = now() + timeout;
+    for (;;) {
+        struct timespec ts{};
+        struct timespec* tsp = nullptr;
+        if (timeout.count() >= 0) {
+            auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now()).count();
+            if (left < 0)
+                left = 0;
+            ts.tv_sec = static_cast<time_t>(left / 1000000000);
+            ts.tv_nsec = static_cast<long>(left % 1000000000);
+            tsp = &ts;
+        }
+        int r = ::ppoll(&p, 1, tsp, nullptr);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return error::from_errno(errno, "poll");
+        return r == 0 ? short{0} : p.revents;
+    }
+}
+
+result<std::vector<std::string>> list_subdirs(int dirfd, const std::string& what)
+{
+    // fdopendir takes ownership, so hand it a duplicate.
+    int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+    if (dup < 0)
+        return error::from_errno(errno, "dup " + what);
+    DIR* d = ::fdopendir(dup);
+    if (!d) {
+        int e = errno;
+        ::close(dup);
+        return error::from_errno(e, "opendir " + what);
+    }
+    ::rewinddir(d);
+    std::vector<std::string> out;
+    errno = 0;
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_type != DT_DIR)
+            continue;
+        std::string_view n{e->d_name};
+        if (n == "." || n == "..")
+            continue;
+        out.emplace_back(n);
+    }
+    int err = errno;
+    ::closedir(d);
+    if (err)
+        return error::from_errno(err, "readdir " + what);
+    return out;
+}
+
+bool exists_at(int at, const std::string& path) noexcept
+{
+    return ::faccessat(at, path.c_str(), F_OK, 0) == 0;
+}
+
+int kill_pid(pid_t pid, int sig) noexcept
+{
+    return ::kill(pid, sig) < 0 ? -errno : 0;
+}
+
+int kill_group(pid_t pgid, int sig) noexcept
+{
+    if (pgid <= 1)
+        return -EINVAL; // never kill(-1) or our own group by accident
+    return ::kill(-pgid, sig) < 0 ? -errno : 0;
+}
+
+std::chrono::steady_clock::time_point now() noexcept
+{
+    return std::chrono::steady_clock::now();
+}
+
+void sleep_for(std::chrono::microseconds d) noexcept
+{
+    std::this_thread::sleep_for(d);
+}
+
+} // namespace cgrun::sys

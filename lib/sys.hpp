@@ -1,0 +1,70 @@
+#pragma once
+
+// The only place that makes raw system calls. Everything opens O_CLOEXEC, retries EINTR,
+// and turns errno into an error that names the call and what it touched.
+
+#include <cgrun/error.hpp>
+#include <cgrun/unique_fd.hpp>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cgrun::sys {
+
+result<unique_fd> open_dir(int at, const std::string& path);
+result<unique_fd> open_file(int at, const std::string& path, int flags);
+// Reads a whole (small, pseudo-)file at `at`/`path`.
+result<std::string> read_file(int at, const std::string& path);
+// Reads from offset 0 of an already open fd (cgroup.events must be re-read from 0).
+result<std::string> pread_all(int fd, const std::string& what);
+// One write of `data` to `at`/`path` (cgroupfs takes each write as one command).
+result<void> write_file(int at, const std::string& path, std::string_view data);
+result<void> make_dir(int at, const std::string& path, mode_t mode);
+// rmdir; the raw errno is returned so callers can retry EBUSY.
+int remove_dir(int at, const std::string& path) noexcept;
+
+struct pipe_fds {
+    unique_fd read;
+    unique_fd write;
+};
+result<pipe_fds> make_pipe(int extra_flags = 0);
+
+result<unique_fd> pidfd_open(pid_t pid);
+// 0 or -errno.
+int pidfd_send_signal(int pidfd, int sig, unsigned flags = 0) noexcept;
+// Signals the process group led by the pidfd's process (kernel >= 6.9); -EINVAL before.
+int pidfd_signal_group(int pidfd, int sig) noexcept;
+
+struct wait_status {
+    bool exited = false; // false: still running (WNOHANG) 
+    int code = 0;        // si_code: CLD_EXITED, CLD_KILLED, CLD_DUMPED
+    int status = 0;      // exit status or signal
+    rusage usage{};
+};
+// waitid(P_PIDFD) with WEXITED|WNOHANG (and WNOWAIT when `peek`); rusage via the raw syscall.
+result<wait_status> wait_pidfd(int pidfd, bool peek);
+
+// ppoll() one fd for `events` for at most `timeout` (negative = forever); EINTR retried.
+// Returns revents (0 on timeout).
+result<short> poll_one(int fd, short events, std::chrono::microseconds timeout);
+
+// Names of the subdirectories of an open directory (not "." / "..").
+result<std::vector<std::string>> list_subdirs(int dirfd, const std::string& what);
+bool exists_at(int at, const std::string& path) noexcept;
+
+int kill_pid(pid_t pid, int sig) noexcept; // 0 or -errno
+int kill_group(pid_t pgid, int sig) noexcept; // 0 or -errno
+
+std::chrono::steady_clock::time_point now() noexcept;
+void sleep_for(std::chrono::microseconds d) noexcept;
+
+} // namespace cgrun::sys

@@ -1,0 +1,313 @@
+#include "systemd_scope.hpp"
+
+#include <config.h>
+
+#if CGRUN_HAVE_SYSTEMD
+
+#include "sd_bus_ptr.hpp"
+#include "sys.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+#include <set>
+#include <unordered_map>
+
+namespace cgrun::detail {
+
+namespace {
+constexpr const char* systemd_service = "org.freedesktop.systemd1";
+constexpr const char* manager_path = "/org/freedesktop/systemd1";
+constexpr const char* manager_iface = "org.freedesktop.systemd1.Manager";
+
+std::uint64_t usec(std::chrono::milliseconds d)
+{
+    return static_cast<std::uint64_t>(d.count()) * 1000;
+}
+
+error bus_failure(errc e, const std::string& what, int r, const bus_error& err)
+{
+    std::string msg = what + ": ";
+    if (err.is_set())
+        msg += std::string(err.message()) + " (" + err.name() + ")";
+    else
+        msg += std::error_code(-r, std::system_category()).message();
+    return error::make(e, msg);
+}
+} // namespace
+
+class scope_manager {
+public:
+    std::mutex mutex;
+    bus_ptr bus;
+    slot_ptr job_match;
+    bool user = false;
+    bool broken = false;
+    // Units whose start job we wait for, and the results JobRemoved brought for them.
+    std::set<std::string> waiting;
+    std::unordered_map<std::string, std::string> job_results;
+};
+
+namespace {
+
+int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error*)
+{
+    auto* mgr = static_cast<scope_manager*>(userdata);
+    std::uint32_t id = 0;
+    const char* job = nullptr;
+    const char* unit = nullptr;
+    const char* result = nullptr;
+    if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) < 0)
+        return 0;
+    if (mgr->waiting.count(unit))
+        mgr->job_results[unit] = result;
+    return 0;
+}
+
+bool connection_error(int r)
+{
+    return r == -ECONNRESET || r == -ENOTCONN || r == -EPIPE || r == -ESHUTDOWN || r == -ECONNREFUSED;
+}
+
+result<std::shared_ptr<scope_manager>> open_manager(bool user, std::chrono::milliseconds timeout)
+{
+    auto mgr = std::make_shared<scope_manager>();
+    mgr->user = user;
+    sd_bus* raw = nullptr;
+    int r = user ? sd_bus_open_user(&raw) : sd_bus_open_system(&raw);
+    const char* which = user ? "user" : "system";
+    if (r < 0)
+        return error::make(errc::systemd_unavailable, std::string("connect to the ") + which + " bus: " +
+                                                          std::error_code(-r, std::system_category()).message());
+    mgr->bus.reset(raw);
+    // sd-bus waits 25 s for a reply by default; a wedged manager must not stall a spawn.
+    (void)sd_bus_set_method_call_timeout(raw, usec(timeout));
+
+    // The match is installed once, before any StartTransientUnit on this connection, so no
+    // JobRemoved can be missed. It is also the first round trip: it proves the bus answers.
+    sd_bus_slot* slot = nullptr;
+    r = sd_bus_match_signal(raw, &slot, systemd_service, manager_path, manager_iface, "JobRemoved",
+                            on_job_removed, mgr.get());
+    if (r < 0)
+        return error::make(errc::systemd_unavailable, std::string("subscribe to JobRemoved on the ") + which +
+                                                          " bus: " +
+                                                          std::error_code(-r, std::system_category()).message());
+    mgr->job_match.reset(slot);
+
+    // Is there a systemd manager behind the bus (a bare dbus-daemon has none)?
+    bus_error err;
+    message_ptr reply;
+    sd_bus_message* rep = nullptr;
+    r = sd_bus_call_method(raw, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                           "GetNameOwner", err.get(), &rep, "s", systemd_service);
+    reply.reset(rep);
+    if (r < 0)
+        return bus_failure(errc::systemd_unavailable, std::string("no systemd manager on the ") + which + " bus", r,
+                           err);
+    return mgr;
+}
+
+} // namespace
+
+result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chrono::milliseconds timeout)
+{
+    bool user = kind == bus_kind::user || (kind == bus_kind::automatic && ::geteuid() != 0);
+    static std::mutex cache_mutex;
+    static std::shared_ptr<scope_manager> cache[2];
+    std::lock_guard lock(cache_mutex);
+    auto& slot = cache[user ? 1 : 0];
+    if (slot) {
+        std::lock_guard l2(slot->mutex);
+        if (!slot->broken)
+            return slot;
+    }
+    auto mgr = open_manager(user, timeout);
+    if (!mgr)
+        return mgr.error();
+    slot = *mgr;
+    return slot;
+}
+
+result<std::string> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout)
+{
+    std::lock_guard lock(m.mutex);
+    sd_bus* bus = m.bus.get();
+    const std::string what = "StartTransientUnit " + req.unit;
+
+    sd_bus_message* raw = nullptr;
+    int r = sd_bus_message_new_method_call(bus, &raw, systemd_service, manager_path, manager_iface,
+                                           "StartTransientUnit");
+    message_ptr msg(raw);
+    if (r < 0)
+        return error::make(errc::scope_failed, what + ": " + std::error_code(-r, std::system_category()).message());
+
+    auto fail = [&](int rr) {
+        return error::make(errc::scope_failed,
+                           what + ": building message: " + std::error_code(-rr, std::system_category()).message());
+    };
+    // Name and mode
+    if ((r = sd_bus_message_append(raw, "ss", req.unit.c_str(), "fail")) < 0)
+        return fail(r);
+    // Properties
+    if ((r = sd_bus_message_open_container(raw, 'a', "(sv)")) < 0)
+        return fail(r);
+    if ((r = sd_bus_message_append(raw, "(sv)", "Description", "s", req.description.c_str())) < 0)
+        return fail(r);
+    if ((r = sd_bus_message_append(raw, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(req.pid))) < 0)
+        return fail(r);
+    // A failed (e.g. timed-out) scope would otherwise stay listed until reset-failed.
+    if ((r = sd_bus_message_append(raw, "(sv)", "CollectMode", "s", "inactive-or-failed")) < 0)
+        return fail(r);
+    if (!req.slice.empty() && (r = sd_bus_message_append(raw, "(sv)", "Slice", "s", req.slice.c_str())) < 0)
+        return fail(r);
+    if (req.runtime_max_usec &&
+        (r = sd_bus_message_append(raw, "(sv)", "RuntimeMaxUSec", "t", *req.runtime_max_usec)) < 0)
+        return fail(r);
+    // systemd's default of 90 s between its SIGTERM and SIGKILL would let a TERM-ignoring
+    // child outlive the backstop deadline by that much.
+    if (req.timeout_stop_usec &&
+        (r = sd_bus_message_append(raw, "(sv)", "TimeoutStopUSec", "t", req.timeout_stop_usec)) < 0)
+        return fail(r);
+    if (req.kill_signal && (r = sd_bus_message_append(raw, "(sv)", "KillSignal", "i", req.kill_signal)) < 0)
+        return fail(r);
+    for (auto& [name, value] : req.u64_properties)
+        if ((r = sd_bus_message_append(raw, "(sv)", name.c_str(), "t", value)) < 0)
+            return fail(r);
+    if ((r = sd_bus_message_close_container(raw)) < 0)
+        return fail(r);
+    // Auxiliary units
+    if ((r = sd_bus_message_append(raw, "a(sa(sv))", 0)) < 0)
+        return fail(r);
+
+    m.waiting.insert(req.unit);
+    struct forget {
+        scope_manager& m;
+        const std::string& unit;
+        ~forget()
+        {
+            m.waiting.erase(unit);
+            m.job_results.erase(unit);
+        }
+    } forget_on_return{m, req.unit};
+
+    bus_error err;
+    sd_bus_message* rep = nullptr;
+    r = sd_bus_call(bus, raw, usec(timeout), err.get(), &rep);
+    message_ptr reply(rep);
+    if (r < 0) {
+        if (connection_error(r))
+            m.broken = true;
+        return bus_failure(errc::scope_failed, what, r, err);
+    }
+
+    // The child waits, blocked before exec, until the job that moves it into the scope is done.
+    auto deadline = sys::now() + timeout;
+    for (;;) {
+        if (auto it = m.job_results.find(req.unit); it != m.job_results.end()) {
+            if (it->second != "done")
+                return error::make(errc::scope_failed, what + ": start job " + it->second);
+            break;
+        }
+        r = sd_bus_process(bus, nullptr);
+        if (r < 0) {
+            m.broken = true;
+            return error::make(errc::scope_failed,
+                               what + ": waiting for the job: " + std::error_code(-r, std::system_category()).message());
+        }
+        if (r > 0)
+            continue;
+        auto now = sys::now();
+        if (now >= deadline)
+            return error::make(errc::scope_failed, what + ": start job did not finish within " +
+                                                       std::to_string(timeout.count()) + " ms");
+        r = sd_bus_wait(bus, static_cast<std::uint64_t>(
+                                 std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count()));
+        if (r < 0 && r != -EINTR) {
+            m.broken = true;
+            return error::make(errc::scope_failed,
+                               what + ": waiting for the job: " + std::error_code(-r, std::system_category()).message());
+        }
+    }
+
+    char* path = nullptr;
+    if ((r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", req.unit.c_str(), &path)) < 0)
+        return fail(r);
+    std::unique_ptr<char, decltype(&::free)> path_owner(path, &::free);
+    bus_error err2;
+    char* cg = nullptr;
+    r = sd_bus_get_property_string(bus, systemd_service, path, "org.freedesktop.systemd1.Scope", "ControlGroup",
+                                   err2.get(), &cg);
+    if (r < 0)
+        return bus_failure(errc::scope_failed, "get ControlGroup of " + req.unit, r, err2);
+    std::string control_group(cg ? cg : "");
+    ::free(cg);
+    if (control_group.empty())
+        return error::make(errc::scope_failed, "get ControlGroup of " + req.unit + ": empty");
+    return control_group;
+}
+
+void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
+{
+    std::lock_guard lock(m.mutex);
+    bus_error err;
+    sd_bus_message* rep = nullptr;
+    sd_bus_message* call = nullptr;
+    if (sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
+                                       "StopUnit") < 0)
+        return;
+    message_ptr msg(call);
+    if (sd_bus_message_append(call, "ss", unit.c_str(), "replace") < 0)
+        return;
+    (void)sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
+    message_ptr reply(rep);
+}
+
+result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
+{
+    std::lock_guard lock(m.mutex);
+    bus_error err;
+    sd_bus_message* rep = nullptr;
+    sd_bus_message* call = nullptr;
+    int r = sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
+                                           "GetUnit");
+    message_ptr msg(call);
+    if (r < 0 || (r = sd_bus_message_append(call, "s", unit.c_str())) < 0)
+        return error::from_errno(-r, "GetUnit " + unit);
+    r = sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
+    message_ptr reply(rep);
+    if (r >= 0)
+        return true;
+    if (err.is_set() && std::string(err.name()) == "org.freedesktop.systemd1.NoSuchUnit")
+        return false;
+    return bus_failure(errc::systemd_unavailable, "GetUnit " + unit, r, err);
+}
+
+} // namespace cgrun::detail
+
+#else // !CGRUN_HAVE_SYSTEMD
+
+namespace cgrun::detail {
+
+class scope_manager {};
+
+result<std::shared_ptr<scope_manager>> connect_manager(bus_kind, std::chrono::milliseconds)
+{
+    return error::make(errc::systemd_unavailable, "built without libsystemd");
+}
+
+result<std::string> start_scope(scope_manager&, const scope_request&, std::chrono::milliseconds)
+{
+    return error::make(errc::systemd_unavailable, "built without libsystemd");
+}
+
+void stop_scope(scope_manager&, const std::string&, std::chrono::milliseconds) {}
+
+result<bool> unit_loaded(scope_manager&, const std::string&, std::chrono::milliseconds)
+{
+    return error::make(errc::systemd_unavailable, "built without libsystemd");
+}
+
+} // namespace cgrun::detail
+
+#endif

@@ -1,0 +1,50 @@
+#pragma once
+
+// Transient systemd scopes over sd-bus. Compiled to "unavailable" stubs without libsystemd.
+
+#include <cgrun/error.hpp>
+#include <cgrun/options.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace cgrun::detail {
+
+struct scope_request {
+    std::string unit;
+    std::string description;
+    std::string slice;
+    pid_t pid = -1;
+    std::optional<std::uint64_t> runtime_max_usec;
+    std::uint64_t timeout_stop_usec = 0;
+    int kill_signal = 0;
+    std::vector<std::pair<std::string, std::uint64_t>> u64_properties;
+};
+
+// One connection to a systemd manager, shared by every child that uses it; calls are
+// serialized by an internal mutex (sd-bus objects are not thread-safe).
+class scope_manager;
+
+// The cached connection for `kind` (system as root, user otherwise, for automatic);
+// reconnects when the cached one broke. Errors are errc::systemd_unavailable.
+result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chrono::milliseconds timeout);
+
+// StartTransientUnit for req.pid, waits for the start job's JobRemoved "done" (the match is
+// installed before the call), and returns the scope's ControlGroup property.
+// Errors: errc::scope_failed with the D-Bus error name and message.
+result<std::string> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout);
+
+// StopUnit(unit, "replace"); best effort, for cleaning up a scope whose child failed to start.
+void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout);
+
+// Whether the unit is still loaded (for tests and the final check).
+result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout);
+
+} // namespace cgrun::detail

@@ -1,0 +1,175 @@
+// Scope-specific behaviour (and the race test for every cgroup-based method).
+
+#include "support.hpp"
+
+#include <doctest/doctest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+using namespace cgrun;
+using namespace cgrun::test;
+using namespace std::chrono_literals;
+
+// Runs in a re-executed copy of this binary: spawns a scope with a timeout and an escapee,
+// then dies by SIGKILL without cleaning up. argv: --crash-helper PIDFILE UNITFILE
+int crash_helper(int argc, char** argv)
+{
+    if (argc < 4)
+        return 2;
+    std::string pidfile = argv[2];
+    options o;
+    o.argv = {"sh", "-c", "setsid sh -c 'echo $$ >> " + pidfile + "; exec sleep 100' & exec sleep 100"};
+    o.containment = method::scope;
+    o.timeout = 500ms;
+    o.backstop_margin = 500ms;
+    o.stdio = {stdio_spec::null(), stdio_spec::null(), stdio_spec::null()};
+    auto c = spawn(o);
+    if (!c) {
+        std::fprintf(stderr, "crash helper: %s\n", c.error().message().c_str());
+        return 1;
+    }
+    {
+        std::ofstream u(argv[3]);
+        u << *c->containment().unit << "\n";
+    }
+    wait_for_pids(pidfile, 1);
+    ::raise(SIGKILL);
+    return 1;
+}
+
+TEST_CASE("a child that forks at once has every descendant inside its cgroup")
+{
+    if (method_under_test() == method::pgroup)
+        return;
+    for (int round = 0; round < 5; ++round) {
+        auto o = base_options({"sh", "-c", "sleep 100 & sleep 100 & (sleep 100 &) ; exec sleep 100"});
+        auto c = spawn(o);
+        REQUIRE(c.has_value());
+        REQUIRE(c->containment().cgroup.has_value());
+        std::vector<int> d;
+        for (int i = 0; i < 500 && d.size() < 2; ++i) {
+            d = descendants(c->pid());
+            std::this_thread::sleep_for(2ms);
+        }
+        CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
+        for (int p : d) {
+            auto cg = proc_cgroup(p);
+            if (!cg.empty()) // it may have exited in between
+                CHECK(cg == *c->containment().cgroup);
+        }
+        auto r = c->kill();
+        REQUIRE(r.has_value());
+        CHECK(r->remaining_processes == 0);
+    }
+}
+
+TEST_CASE("the scope is named, described and collected")
+{
+    if (method_under_test() != method::scope)
+        return;
+    auto o = base_options({"sleep", "100"});
+    o.unit = "cgrun-test-named-" + std::to_string(::getpid());
+    auto c = spawn(o);
+    REQUIRE(c.has_value());
+    auto unit = *c->containment().unit;
+    CHECK(unit == o.unit + ".scope");
+    CHECK(unit_loaded(unit));
+    // ControlGroup maps onto our cgroup2 mount: the child is there.
+    CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
+    std::string desc_cmd = "busctl --system get-property org.freedesktop.systemd1 "
+                           "/org/freedesktop/systemd1/unit/" +
+                           std::string("cgrun_2dtest_2dnamed_2d") + std::to_string(::getpid()) +
+                           "_2escope org.freedesktop.systemd1.Unit Description";
+    auto r = c->kill();
+    REQUIRE(r.has_value());
+    CHECK(r->unit == unit);
+    CHECK_FALSE(unit_loaded(unit));
+    (void)desc_cmd;
+}
+
+TEST_CASE("a timed-out scope is not left behind as a failed unit")
+{
+    if (method_under_test() != method::scope)
+        return;
+    auto o = base_options({"sleep", "100"});
+    o.timeout = 100ms;
+    auto r = run(o);
+    REQUIRE(r.has_value());
+    CHECK(r->timed_out);
+    REQUIRE(r->unit.has_value());
+    std::this_thread::sleep_for(50ms);
+    CHECK_FALSE(unit_loaded(*r->unit));
+}
+
+TEST_CASE("the automatic method picks the scope under systemd")
+{
+    if (method_under_test() != method::scope)
+        return;
+    auto o = base_options({"true"});
+    o.containment = method::automatic;
+    auto r = run(o);
+    REQUIRE(r.has_value());
+    CHECK(r->used == method::scope);
+    CHECK(r->fallbacks.empty());
+}
+
+TEST_CASE("an existing unit name is an error, not a silent fallback")
+{
+    if (method_under_test() != method::scope)
+        return;
+    auto o = base_options({"sleep", "100"});
+    o.unit = "cgrun-test-dup-" + std::to_string(::getpid());
+    auto first = spawn(o);
+    REQUIRE(first.has_value());
+    auto second = spawn(o);
+    REQUIRE_FALSE(second.has_value());
+    CHECK(second.error().code == errc::scope_failed);
+    CHECK(second.error().message().find("exists") != std::string::npos);
+    int status;
+    CHECK(::waitpid(-1, &status, WNOHANG) == 0); // only the first child exists, no zombie
+    CHECK(first->kill().has_value());
+}
+
+TEST_CASE("systemd kills the tree by the deadline when the spawner was SIGKILLed")
+{
+    if (method_under_test() != method::scope)
+        return;
+    temp_dir t;
+    auto pidfile = t.file("pids");
+    auto unitfile = t.file("unit");
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    REQUIRE(n > 0);
+    self[n] = 0;
+    auto start = std::chrono::steady_clock::now();
+    pid_t helper = ::fork();
+    REQUIRE(helper >= 0);
+    if (helper == 0) {
+        ::execl(self, self, "--crash-helper", pidfile.c_str(), unitfile.c_str(), static_cast<char*>(nullptr));
+        ::_exit(127);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(helper, &status, 0) == helper);
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
+    auto pids = wait_for_pids(pidfile, 1, 100);
+    REQUIRE(pids.size() == 1);
+    std::ifstream uf(unitfile);
+    std::string unit;
+    uf >> unit;
+    REQUIRE(!unit.empty());
+    // timeout 500 ms + margin 500 ms + stop timeout 100 ms, plus slack for a busy machine.
+    CHECK(wait_gone(pids[0], 5000));
+    auto took = std::chrono::steady_clock::now() - start;
+    CHECK(took < 5s);
+    for (int i = 0; i < 100 && unit_loaded(unit); ++i)
+        std::this_thread::sleep_for(20ms);
+    CHECK_FALSE(unit_loaded(unit));
+    kill_all(pids);
+}

@@ -1,0 +1,59 @@
+#pragma once
+
+// Helpers for tests against real processes, cgroups and systemd.
+
+#include <cgrun/cgrun.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cgrun::test {
+
+// The method under test: CGRUN_TEST_METHOD = cgroup | pgroup | scope.
+method method_under_test();
+// Why this suite cannot run here (it then exits 77), or nullopt.
+std::optional<std::string> missing_precondition();
+
+// A fresh temporary directory, removed with its files on destruction.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+// Pids written one per line into `file`; waits (bounded) until at least `n` are there.
+std::vector<int> wait_for_pids(const std::string& file, size_t n, int timeout_ms = 5000);
+// Alive and not a zombie.
+bool alive(int pid);
+// Waits (bounded) until pid is gone; true if it is.
+bool wait_gone(int pid, int timeout_ms = 3000);
+// State letter from /proc/<pid>/stat ('R', 'S', 'T', 'Z'...), 0 if gone.
+char proc_state(int pid);
+// cgroup2 path of a process ("/..."), empty if gone.
+std::string proc_cgroup(int pid);
+// All descendants of pid (by ppid chains in /proc).
+std::vector<int> descendants(int pid);
+// Number of fds of this process.
+int open_fd_count();
+// Children of a cgroup (path inside the hierarchy) made by this process ("cgrun-<pid>-*").
+std::vector<std::string> cgrun_cgroups_under(const std::string& parent);
+std::string cgroup2_mount();
+std::string own_cgroup();
+// Kills a cgroup (path inside the hierarchy) and removes it: cleanup for keep_orphans tests.
+void destroy_cgroup(const std::string& path);
+// Whether a unit is still loaded in the system manager (via busctl).
+bool unit_loaded(const std::string& unit);
+// Kills what a test left running (best effort).
+void kill_all(const std::vector<int>& pids);
+
+options base_options(std::vector<std::string> argv);
+
+} // namespace cgrun::test
