@@ -130,7 +130,7 @@ TEST_CASE("an existing unit name is an error, not a silent fallback")
     auto second = spawn(o);
     REQUIRE_FALSE(second.has_value());
     CHECK(second.error().code == errc::scope_failed);
-    CHECK(second.error().message().find("exists") != std::string::npos);
+    CHECK(second.error().message().find("UnitExists") != std::string::npos);
     int status;
     CHECK(::waitpid(-1, &status, WNOHANG) == 0); // only the first child exists, no zombie
     CHECK(first->kill().has_value());

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Runs every test suite (unit, cgroup, systemd, cli) in a normal and in an ASan+UBSan
+# build. Installs what is missing first. Needs root (cgroups, the test systemd).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/bootstrap.sh
+
+echo "== tests (build/)"
+meson test -C build --print-errorlogs
+
+echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
+[ -f build-asan/build.ninja ] ||
+    meson setup build-asan --wrap-mode=nodownload -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dbench=false >/dev/null
+ninja -C build-asan >/dev/null
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    meson test -C build-asan --print-errorlogs
