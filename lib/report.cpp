@@ -87,6 +87,7 @@ std::string to_json(const run_report& r)
     j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
     j["signal"] = r.signal ? json(signal_name(*r.signal)) : json(nullptr);
     j["timed_out"] = r.timed_out;
+    j["cancelled"] = r.cancelled;
     if (r.kill) {
         j["kill"] = {{"mechanism", r.kill->mechanism},
                      {"graceful_signal",

@@ -34,7 +34,8 @@ public:
     [[nodiscard]] const char* message() const noexcept { return e_.message ? e_.message : ""; }
 
 private:
-    sd_bus_error e_ = SD_BUS_ERROR_NULL;
+    // SD_BUS_ERROR_NULL is a C compound literal, which C++ -Wpedantic rejects.
+    sd_bus_error e_{nullptr, nullptr, 0};
 };
 
 } // namespace cgrun::detail

@@ -39,7 +39,8 @@ TEST_CASE("the JSON report has every field of the schema, with nulls where unkno
     CHECK(j["memory_peak_bytes"].is_null());
     CHECK(j["oom_killed"] == false);
     CHECK(j["error"].is_null());
-    CHECK(j.size() == 18);
+    CHECK(j["cancelled"] == false);
+    CHECK(j.size() == 19);
 }
 
 TEST_CASE("a failed start still makes a valid report, even with invalid UTF-8")

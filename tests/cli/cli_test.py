@@ -1,0 +1,812 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the cgrun tool: options, exit statuses, JSON reports, containment.
+
+usage: cli_test.py CGRUN_BINARY AUTO_METHOD [unittest arguments...]
+
+AUTO_METHOD is the method `-m auto` must pick here: "cgroup" on a host whose PID 1 is
+not systemd, "scope" under a real systemd. Exits 77 (skip) when the binary is missing
+or the test does not run as root.
+
+Every process a test starts carries CGRUN_CLI_TEST=<its temp dir> in its environment;
+tearDown kills whatever still carries it, so a failing test leaves nothing behind.
+"""
+
+import json
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+SKIP = 77
+CGRUN = ""
+AUTO = ""
+
+SH = "/bin/sh"
+
+
+def cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "cgroup2":
+                return fields[4]
+    return None
+
+
+def root_controllers():
+    mount = cgroup2_mount()
+    if mount is None:
+        return set()
+    with open(os.path.join(mount, "cgroup.controllers")) as f:
+        return set(f.read().split())
+
+
+def pidfd_exited(fd, within):
+    """True when the process behind pidfd `fd` (None = already gone) exits within `within` s."""
+    if fd is None:
+        return True
+    readable, _, _ = select.select([fd], [], [], within)
+    return bool(readable)
+
+
+class CgrunTestCase(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="cgrun-cli-")
+        self.env = dict(os.environ, CGRUN_CLI_TEST=self.tmp)
+        self.pidfds = []
+        self.cgroups_to_remove = []
+
+    def tearDown(self):
+        self.kill_tagged()
+        for fd in self.pidfds:
+            os.close(fd)
+        mount = cgroup2_mount()
+        for cg in reversed(self.cgroups_to_remove):
+            self.remove_cgroup(os.path.join(mount, cg.lstrip("/")))
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # --- cleanup -------------------------------------------------------------------
+
+    def tagged_pids(self):
+        tag = b"CGRUN_CLI_TEST=" + self.tmp.encode() + b"\0"
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if tag in f.read():
+                        pids.append(int(entry))
+            except OSError:
+                pass
+        return pids
+
+    def kill_tagged(self):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pids = [p for p in self.tagged_pids() if not self.is_zombie(p)]
+            if not pids:
+                return
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.02)
+
+    @staticmethod
+    def is_zombie(pid):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except OSError:
+            return True
+
+    @staticmethod
+    def remove_cgroup(path):
+        deadline = time.monotonic() + 5
+        while os.path.isdir(path):
+            try:
+                os.rmdir(path)
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    # --- running cgrun -------------------------------------------------------------
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def run_cgrun(self, args, stdin_data=b"", timeout=30):
+        return subprocess.run([CGRUN] + args, input=stdin_data, capture_output=True,
+                              env=self.env, timeout=timeout, cwd=self.tmp)
+
+    def start_cgrun(self, args):
+        """Starts cgrun in the background; its stdout and stderr go to files in the temp dir."""
+        with open(self.path("cgrun.out"), "wb") as out, open(self.path("cgrun.err"), "wb") as err:
+            return subprocess.Popen([CGRUN] + args, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=err, env=self.env, cwd=self.tmp)
+
+    def background_stderr(self):
+        with open(self.path("cgrun.err"), "rb") as f:
+            return f.read()
+
+    def run_json(self, args, **kw):
+        """Runs cgrun with --json and returns (completed process, parsed report)."""
+        report = self.path("report.json")
+        if os.path.exists(report):
+            os.unlink(report)
+        proc = self.run_cgrun(["--json", report] + args, **kw)
+        with open(report) as f:
+            return proc, json.load(f)
+
+    def stderr_lines(self, proc):
+        return proc.stderr.decode(errors="replace").splitlines()
+
+    # --- process trees -------------------------------------------------------------
+
+    def escapee(self, name):
+        """Shell text starting a setsid escapee that writes its pid to `name`; returns after."""
+        f = self.path(name)
+        return (f"setsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f} && exec sleep 60' "
+                f"</dev/null >/dev/null 2>&1 & "
+                f"while [ ! -e {f} ]; do sleep 0.01; done; ")
+
+    def wait_pid_file(self, name, timeout=10):
+        f = self.path(name)
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(f):
+            if time.monotonic() > deadline:
+                self.fail(f"{name} was never written")
+            time.sleep(0.01)
+        with open(f) as fh:
+            return int(fh.read())
+
+    def watch(self, name, timeout=10):
+        """pidfd of the process whose pid is in `name` (None when it is already gone)."""
+        pid = self.wait_pid_file(name, timeout)
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        self.pidfds.append(fd)
+        return fd
+
+    def assert_dead(self, fd, what):
+        self.assertTrue(pidfd_exited(fd, 2.0), f"{what} is still alive")
+
+    def assert_alive(self, fd, what):
+        self.assertIsNotNone(fd, f"{what} was already gone")
+        self.assertFalse(pidfd_exited(fd, 0.3), f"{what} died")
+
+    def kill_watched(self, fd):
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        self.assertTrue(pidfd_exited(fd, 5.0))
+
+    def assert_report_shape(self, r, command):
+        keys = {"version", "command", "method", "fallbacks", "unit", "cgroup", "pid",
+                "exit_code", "signal", "timed_out", "kill", "remaining_processes",
+                "wall_time_ms", "cpu_user_ms", "cpu_system_ms", "memory_peak_bytes",
+                "oom_killed", "error"}
+        self.assertTrue(keys.issubset(r.keys()), f"missing keys: {keys - r.keys()}")
+        self.assertEqual(r["version"], 1)
+        self.assertEqual(r["command"], command)
+        self.assertIsInstance(r["fallbacks"], list)
+        for fb in r["fallbacks"]:
+            self.assertIn(fb["method"], ("scope", "cgroup", "pgroup"))
+            self.assertTrue(fb["reason"])
+        for k in ("wall_time_ms", "cpu_user_ms", "cpu_system_ms"):
+            self.assertIsInstance(r[k], (int, float))
+            self.assertGreaterEqual(r[k], 0)
+        self.assertIsInstance(r["timed_out"], bool)
+        self.assertIsInstance(r["oom_killed"], bool)
+        self.assertIsInstance(r["remaining_processes"], int)
+
+
+class ExitStatus(CgrunTestCase):
+    def test_zero(self):
+        self.assertEqual(self.run_cgrun(["true"]).returncode, 0)
+
+    def test_exit_code_passes_through(self):
+        self.assertEqual(self.run_cgrun(["--", SH, "-c", "exit 3"]).returncode, 3)
+        self.assertEqual(self.run_cgrun([SH, "-c", "exit 1"]).returncode, 1)
+
+    def test_death_by_signal_is_128_plus_n(self):
+        self.assertEqual(self.run_cgrun([SH, "-c", "kill -9 $$"]).returncode, 137)
+        self.assertEqual(self.run_cgrun([SH, "-c", "kill -USR1 $$"]).returncode,
+                         128 + signal.SIGUSR1)
+
+    def test_not_found_is_127(self):
+        for cmd in ("/nonexistent/cgrun-test-cmd", "cgrun-no-such-command"):
+            proc = self.run_cgrun([cmd])
+            self.assertEqual(proc.returncode, 127, cmd)
+            lines = self.stderr_lines(proc)
+            self.assertEqual(len(lines), 1, lines)
+            self.assertTrue(lines[0].startswith("cgrun: "), lines)
+
+    def test_not_executable_is_126(self):
+        script = self.path("not-executable")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\ntouch " + self.path("ran") + "\n")
+        os.chmod(script, 0o644)
+        proc = self.run_cgrun([script])
+        self.assertEqual(proc.returncode, 126)
+        self.assertFalse(os.path.exists(self.path("ran")))
+        self.assertEqual(self.run_cgrun([self.tmp]).returncode, 126)
+
+    def test_timeout_is_124_whatever_the_command_does(self):
+        start = time.monotonic()
+        self.assertEqual(self.run_cgrun(["-t", "0.3", "sleep", "10"]).returncode, 124)
+        self.assertLess(time.monotonic() - start, 5)
+        # The command exits 0 on SIGTERM: still a timeout.
+        proc = self.run_cgrun(["-t", "0.3", "-k", "5", "--", SH, "-c",
+                               "trap 'exit 0' TERM; sleep 10 & wait"])
+        self.assertEqual(proc.returncode, 124)
+
+    def test_timeout_zero_means_no_limit(self):
+        proc = self.run_cgrun(["-t", "0", SH, "-c", "sleep 0.3; exit 4"])
+        self.assertEqual(proc.returncode, 4)
+
+
+class BadInput(CgrunTestCase):
+    def assert_rejected(self, args, *, needle=None):
+        marker = self.path("started")
+        proc = self.run_cgrun(args)
+        self.assertEqual(proc.returncode, 125, f"{args}: {proc.stderr!r}")
+        lines = self.stderr_lines(proc)
+        self.assertEqual(len(lines), 1, f"{args}: {lines}")
+        self.assertTrue(lines[0].startswith("cgrun: "), lines)
+        if needle:
+            self.assertIn(needle, lines[0])
+        self.assertEqual(proc.stdout, b"", args)
+        self.assertFalse(os.path.exists(marker), f"{args} started the command")
+
+    def command(self):
+        return ["--", SH, "-c", "touch " + self.path("started")]
+
+    def test_unknown_options(self):
+        for opt in (["--bogus"], ["-x"], ["-vx"], ["--verbose=yes"], ["--ver"]):
+            self.assert_rejected(opt + self.command())
+
+    def test_bad_durations(self):
+        for value in ("abc", "-1", "5x", "", "1e3", "inf", "nan", "1.2.3", "0x10", " 5", "5 s"):
+            self.assert_rejected(["-t", value] + self.command(), needle="time interval")
+            self.assert_rejected(["--kill-after=" + value] + self.command())
+
+    def test_bad_signals(self):
+        for value in ("NOSUCH", "0", "999", "", "-9", "SIG"):
+            self.assert_rejected(["-s", value] + self.command(), needle="signal")
+
+    def test_bad_method(self):
+        self.assert_rejected(["-m", "systemd"] + self.command(), needle="method")
+
+    def test_malformed_properties(self):
+        for value in ("MemoryMax", "=10M", "Bogus=1", "memorymax=10M", "MemoryMax="):
+            self.assert_rejected(["-p", value] + self.command(), needle="propert")
+
+    def test_bad_unit_names(self):
+        for value in ("bad/name", "x" * 300, "", "a b.scope", ".scope"):
+            self.assert_rejected(["--unit", value] + self.command(), needle="unit")
+
+    def test_missing_values(self):
+        for opt in ("-t", "--timeout", "-k", "-s", "-m", "-p", "--unit", "--slice",
+                    "--cgroup-parent", "--json"):
+            self.assert_rejected([opt])
+
+    def test_no_command(self):
+        self.assert_rejected([])
+        self.assert_rejected(["-t", "1"])
+        self.assert_rejected(["--"])
+        self.assert_rejected(["-v", "--"], needle="missing command")
+
+    def test_check_takes_no_command(self):
+        self.assert_rejected(["--check", SH, "-c", "touch " + self.path("started")])
+        self.assert_rejected(["--check", "-m", "pgroup"])
+
+    def test_unwritable_json_file(self):
+        self.assert_rejected(["--json", "/nonexistent-cgrun-dir/report.json"] + self.command())
+
+
+class Parsing(CgrunTestCase):
+    def test_option_forms(self):
+        for form in (["-t0.2"], ["-t", "0.2"], ["--timeout", "0.2"], ["--timeout=0.2"],
+                     ["--time=0.2"], ["-vt0.2"], ["-t", "200ms"], ["-t", ".2"],
+                     ["-t", "0.004m"], ["-t", "0.0001h"]):
+            proc = self.run_cgrun(form + ["sleep", "10"])
+            self.assertEqual(proc.returncode, 124, form)
+
+    def test_units_that_do_not_expire(self):
+        for value in ("1h", "2m", "30", "1.5", "5000ms"):
+            self.assertEqual(self.run_cgrun(["-t", value, "true"]).returncode, 0, value)
+
+    def test_options_stop_at_the_command(self):
+        proc = self.run_cgrun(["-t", "5", SH, "-c", 'printf "%s\\n" "$*"', "sh", "-t", "1", "-v",
+                               "--json", "x"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, b"-t 1 -v --json x\n")
+        self.assertEqual(proc.stderr, b"")
+        self.assertFalse(os.path.exists(self.path("x")))
+
+    def test_double_dash_ends_options(self):
+        proc = self.run_cgrun(["--", SH, "-c", "echo ok"])
+        self.assertEqual(proc.stdout, b"ok\n")
+        # After "--" an option-like word is the command.
+        self.assertEqual(self.run_cgrun(["--", "--version"]).returncode, 127)
+
+    def test_help_and_version(self):
+        proc = self.run_cgrun(["--help"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertIn(b"Usage: cgrun", proc.stdout)
+        for opt in (b"--timeout", b"--kill-after", b"--signal", b"--method", b"--user",
+                    b"--system", b"--slice", b"--unit", b"--cgroup-parent", b"--property",
+                    b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version"):
+            self.assertIn(opt, proc.stdout)
+        proc = self.run_cgrun(["--version"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertRegex(proc.stdout.decode(), r"^cgrun \d+\.\d+\.\d+\n$")
+
+
+class Stdio(CgrunTestCase):
+    def test_stdin_stdout_stderr_pass_through(self):
+        proc = self.run_cgrun(["--", SH, "-c", "cat; echo err >&2; echo out"],
+                              stdin_data=b"hello\n")
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(proc.stdout, b"hello\nout\n")
+        self.assertEqual(proc.stderr, b"err\n")
+
+    def test_json_to_stdout(self):
+        proc = self.run_cgrun(["--json", "-", "--", "true"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(json.loads(proc.stdout)["exit_code"], 0)
+
+
+class Containment(CgrunTestCase):
+    def test_timeout_kills_a_setsid_escapee(self):
+        proc = self.start_cgrun(["-t", "0.5", "--", SH, "-c", self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.wait(30), 124)
+        self.assert_dead(esc, "the setsid escapee")
+
+    def test_orphans_are_killed_by_default(self):
+        proc, r = self.run_json(["--", SH, "-c", f"sleep 60 >/dev/null 2>&1 & echo $! > {self.path('orphan')}"])
+        orphan = self.watch("orphan")
+        self.assertEqual(proc.returncode, 0)
+        self.assert_dead(orphan, "the orphan")
+        self.assertEqual(r["remaining_processes"], 0)
+
+    def test_keep_orphans_leaves_them_running(self):
+        proc, r = self.run_json(["--keep-orphans", "--", SH, "-c",
+                                 f"sleep 60 >/dev/null 2>&1 & echo $! > {self.path('orphan')}"])
+        orphan = self.watch("orphan")
+        self.assertEqual(proc.returncode, 0)
+        self.assert_alive(orphan, "the orphan")
+        self.assertGreaterEqual(r["remaining_processes"], 1)
+        self.kill_watched(orphan)
+        if r["method"] == "cgroup":
+            self.cgroups_to_remove.append(r["cgroup"])
+
+    def test_kill_after_escalates_when_term_is_ignored(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-t", "0.3", "-k", "0.5", "--", SH, "-c",
+                                 "trap '' TERM; sleep 10"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertGreaterEqual(time.monotonic() - start, 0.8)
+        self.assertTrue(r["timed_out"])
+        self.assertEqual(r["kill"]["graceful_signal"], "TERM")
+        self.assertTrue(r["kill"]["escalated"])
+        self.assertEqual(r["signal"], "KILL")
+        self.assertGreaterEqual(r["wall_time_ms"], 750)
+
+    def test_kill_after_not_needed_when_term_is_obeyed(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-t", "0.3", "-k", "10", "--", "sleep", "10"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(r["kill"]["graceful_signal"], "TERM")
+        self.assertFalse(r["kill"]["escalated"])
+        self.assertEqual(r["signal"], "TERM")
+
+    def test_signal_option_picks_the_graceful_signal(self):
+        for sig in ("USR1", "SIGUSR1", "usr1", str(int(signal.SIGUSR1))):
+            proc, r = self.run_json(["-t", "0.3", "-k", "10", "-s", sig, "--", SH, "-c",
+                                     "trap 'echo got-usr1; exit 0' USR1; sleep 10 & wait"])
+            self.assertEqual(proc.returncode, 124, sig)
+            self.assertEqual(proc.stdout, b"got-usr1\n", sig)
+            self.assertEqual(r["kill"]["graceful_signal"], "USR1", sig)
+            self.assertFalse(r["kill"]["escalated"], sig)
+
+    def test_pgroup_does_not_contain_a_setsid_escapee(self):
+        # The documented limitation of the process-group method.
+        proc, r = self.run_json(["-m", "pgroup", "-t", "0.5", "--", SH, "-c",
+                                 self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.returncode, 124)
+        self.assertEqual(r["method"], "pgroup")
+        self.assert_alive(esc, "the escapee under -m pgroup")
+        self.kill_watched(esc)
+
+    def test_pgroup_still_kills_its_group(self):
+        proc, r = self.run_json(["-m", "pgroup", "-t", "0.3", "--", SH, "-c",
+                                 f"sleep 60 & echo $! > {self.path('child')}; wait"])
+        child = self.watch("child")
+        self.assertEqual(proc.returncode, 124)
+        self.assert_dead(child, "a same-group child under -m pgroup")
+
+
+class StopSignals(CgrunTestCase):
+    def stop_with(self, sig, extra=()):
+        esc_file, main_file, report = f"esc-{sig}", f"main-{sig}", self.path(f"r-{sig}.json")
+        proc = self.start_cgrun(list(extra) + ["--json", report, "--", SH, "-c",
+                                               self.escapee(esc_file) +
+                                               f"echo $$ > {self.path(main_file)}; exec sleep 60"])
+        esc = self.watch(esc_file)
+        main = self.watch(main_file)
+        start = time.monotonic()
+        proc.send_signal(sig)
+        rc = proc.wait(30)
+        elapsed = time.monotonic() - start
+        self.assertEqual(rc, 128 + sig, f"signal {sig}: {self.background_stderr()!r}")
+        self.assert_dead(main, "the main process")
+        self.assert_dead(esc, "the setsid escapee")
+        with open(report) as f:
+            r = json.load(f)
+        self.assertFalse(r["timed_out"])
+        self.assertEqual(r["remaining_processes"], 0)
+        return r, elapsed
+
+    def test_sigterm(self):
+        self.stop_with(signal.SIGTERM)
+
+    def test_sigint(self):
+        self.stop_with(signal.SIGINT)
+
+    def test_sighup_and_sigquit(self):
+        self.stop_with(signal.SIGHUP)
+        self.stop_with(signal.SIGQUIT)
+
+    def test_stop_uses_the_kill_policy(self):
+        r, elapsed = self.stop_with(signal.SIGTERM, ["-k", "5"])
+        self.assertEqual(r["kill"]["graceful_signal"], "TERM")
+        self.assertFalse(r["kill"]["escalated"])
+        self.assertLess(elapsed, 4)
+
+
+class JsonReport(CgrunTestCase):
+    def test_success(self):
+        proc, r = self.run_json(["--", SH, "-c", "exit 0"])
+        self.assertEqual(proc.returncode, 0)
+        self.assert_report_shape(r, [SH, "-c", "exit 0"])
+        self.assertEqual(r["method"], AUTO)
+        self.assertGreater(r["pid"], 0)
+        self.assertEqual(r["exit_code"], 0)
+        self.assertIsNone(r["signal"])
+        self.assertFalse(r["timed_out"])
+        self.assertIsNone(r["kill"])
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assertIsNone(r["error"])
+        self.assertIsNotNone(r["cgroup"])
+        if AUTO == "scope":
+            self.assertTrue(r["unit"].endswith(".scope"))
+            self.assertEqual(r["fallbacks"], [])
+        else:
+            self.assertIsNone(r["unit"])
+            self.assertEqual([f["method"] for f in r["fallbacks"]], ["scope"])
+
+    def test_nonzero_exit(self):
+        proc, r = self.run_json([SH, "-c", "exit 3"])
+        self.assertEqual(proc.returncode, 3)
+        self.assert_report_shape(r, [SH, "-c", "exit 3"])
+        self.assertEqual(r["exit_code"], 3)
+        self.assertIsNone(r["signal"])
+        self.assertIsNone(r["error"])
+
+    def test_timeout(self):
+        proc, r = self.run_json(["-t", "0.3", "sleep", "10"])
+        self.assertEqual(proc.returncode, 124)
+        self.assert_report_shape(r, ["sleep", "10"])
+        self.assertTrue(r["timed_out"])
+        self.assertIsNone(r["exit_code"])
+        self.assertEqual(r["signal"], "KILL")
+        self.assertTrue(r["kill"]["mechanism"])
+        self.assertIsNone(r["kill"]["graceful_signal"])
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assertGreaterEqual(r["wall_time_ms"], 250)
+        self.assertIsNone(r["error"])
+
+    def test_signal_death(self):
+        proc, r = self.run_json([SH, "-c", "kill -9 $$"])
+        self.assertEqual(proc.returncode, 137)
+        self.assertIsNone(r["exit_code"])
+        self.assertEqual(r["signal"], "KILL")
+        self.assertFalse(r["timed_out"])
+
+    def test_not_found(self):
+        proc, r = self.run_json(["cgrun-no-such-command", "arg"])
+        self.assertEqual(proc.returncode, 127)
+        self.assert_report_shape(r, ["cgrun-no-such-command", "arg"])
+        self.assertTrue(r["error"])
+        self.assertIsNone(r["pid"])
+        self.assertIsNone(r["exit_code"])
+
+    def test_containment_failure(self):
+        if AUTO != "cgroup":
+            self.skipTest("systemd is reachable here")
+        proc, r = self.run_json(["-m", "scope", "--", SH, "-c", "touch " + self.path("started")])
+        self.assertEqual(proc.returncode, 125)
+        self.assertTrue(r["error"])
+        self.assertFalse(os.path.exists(self.path("started")))
+
+
+class Methods(CgrunTestCase):
+    def test_auto_picks_the_expected_method(self):
+        proc, r = self.run_json(["-m", "auto", "true"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(r["method"], AUTO)
+
+    def test_explicit_methods(self):
+        wanted = ["cgroup", "pgroup"] + (["scope"] if AUTO == "scope" else [])
+        for m in wanted:
+            proc, r = self.run_json(["-m", m, "--", SH, "-c", "cat /proc/self/cgroup"])
+            self.assertEqual(proc.returncode, 0, m)
+            self.assertEqual(r["method"], m)
+            self.assertEqual(r["fallbacks"], [], m)
+            if m != "pgroup":
+                own = [l for l in proc.stdout.decode().splitlines() if l.startswith("0::")]
+                self.assertEqual(own, ["0::" + r["cgroup"]], m)
+
+    def test_scope_without_systemd_fails(self):
+        if AUTO != "cgroup":
+            self.skipTest("systemd is reachable here")
+        for extra in ([], ["--user"], ["--system"]):
+            proc = self.run_cgrun(["-m", "scope"] + extra + ["--", SH, "-c",
+                                                             "touch " + self.path("started")])
+            self.assertEqual(proc.returncode, 125, extra)
+            lines = self.stderr_lines(proc)
+            self.assertEqual(len(lines), 1, lines)
+            self.assertTrue(lines[0].startswith("cgrun: "))
+            self.assertFalse(os.path.exists(self.path("started")))
+
+    def test_verbose_says_what_was_chosen_and_why(self):
+        proc = self.run_cgrun(["-v", "--", SH, "-c", "echo err >&2"])
+        self.assertEqual(proc.returncode, 0)
+        lines = self.stderr_lines(proc)
+        self.assertIn("err", lines)
+        ours = [l for l in lines if l.startswith("cgrun: ")]
+        self.assertTrue(any(AUTO in l for l in ours), ours)
+        if AUTO == "cgroup":
+            self.assertTrue(any(l.startswith("cgrun: not using scope: ") for l in ours), ours)
+        proc = self.run_cgrun(["-v", "-m", "pgroup", "-t", "0.2", "sleep", "5"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertIn("pgroup", proc.stderr.decode())
+        self.assertIn("timed out", proc.stderr.decode())
+
+    def test_user_and_system_bus(self):
+        proc, r = self.run_json(["--system", "true"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(r["method"], AUTO)
+        # No user manager runs for root here or in the test systemd: --user must then fall
+        # back although the system manager may be there.
+        proc, r = self.run_json(["--user", "true"])
+        self.assertEqual(proc.returncode, 0)
+        if os.path.exists(f"/run/user/{os.getuid()}/bus"):
+            self.assertEqual(r["method"], "scope")
+        else:
+            self.assertEqual(r["method"], "cgroup")
+            self.assertEqual(r["fallbacks"][0]["method"], "scope")
+            self.assertIn("user", r["fallbacks"][0]["reason"])
+
+    def test_unit_name(self):
+        for suffix in ("", ".scope"):
+            name = f"cgrun-cli-test-{os.getpid()}-{len(suffix)}"
+            proc, r = self.run_json(["--unit", name + suffix, "true"])
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            if AUTO == "scope":
+                self.assertEqual(r["unit"], name + ".scope")
+
+    def test_slice(self):
+        proc, r = self.run_json(["--slice", "cgrun-cli-test.slice", "true"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        if AUTO == "scope":
+            self.assertIn("/cgrun-cli-test.slice/", r["cgroup"])
+
+    def test_cgroup_parent(self):
+        parent = f"/cgrun-cli-test-{os.getpid()}"
+        os.mkdir(os.path.join(cgroup2_mount(), parent.lstrip("/")))
+        self.cgroups_to_remove.append(parent)
+        proc, r = self.run_json(["-m", "cgroup", "--cgroup-parent", parent, "--", SH, "-c",
+                                 "cat /proc/self/cgroup"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertTrue(r["cgroup"].startswith(parent + "/"), r["cgroup"])
+        self.assertIn("0::" + r["cgroup"], proc.stdout.decode().splitlines())
+        parent_dir = os.path.join(cgroup2_mount(), parent.lstrip("/"))
+        left = [e.name for e in os.scandir(parent_dir) if e.is_dir()]
+        self.assertEqual(left, [], "the child cgroup was left behind")
+
+    def test_missing_cgroup_parent_fails(self):
+        proc = self.run_cgrun(["-m", "cgroup", "--cgroup-parent", "/cgrun-cli-no-such-parent",
+                               "--", SH, "-c", "touch " + self.path("started")])
+        self.assertEqual(proc.returncode, 125)
+        self.assertFalse(os.path.exists(self.path("started")))
+
+
+class Limits(CgrunTestCase):
+    CONTROLLER = {"MemoryMax": ("memory", "64M"), "TasksMax": ("pids", "32"),
+                  "CPUQuota": ("cpu", "50%")}
+
+    def test_limits_need_their_controller(self):
+        have = root_controllers()
+        for prop, (controller, value) in self.CONTROLLER.items():
+            proc = self.run_cgrun(["-p", f"{prop}={value}", "--", SH, "-c",
+                                   "touch " + self.path("started")])
+            if controller in have:
+                self.assertEqual(proc.returncode, 0, f"{prop}: {proc.stderr!r}")
+            else:
+                self.assertEqual(proc.returncode, 125, prop)
+                lines = self.stderr_lines(proc)
+                self.assertEqual(len(lines), 1, lines)
+                self.assertIn(controller, lines[0])
+                self.assertFalse(os.path.exists(self.path("started")), prop)
+
+    def test_memory_max_here(self):
+        if "memory" in root_controllers():
+            self.skipTest("the memory controller is available here")
+        proc = self.run_cgrun(["-p", "MemoryMax=10M", "true"])
+        self.assertEqual(proc.returncode, 125)
+        self.assertIn("memory", proc.stderr.decode())
+
+
+class Terminal(CgrunTestCase):
+    """cgrun in the foreground of a terminal hands it to the command, as a shell does."""
+
+    def spawn_in_pty(self, argv, env=None):
+        try:
+            pid, fd = pty.fork()
+        except OSError as e:
+            self.skipTest(f"no pseudo-terminal: {e}")
+        if pid == 0:
+            try:
+                os.chdir(self.tmp)
+                os.execve(argv[0], argv, env or self.env)
+            finally:
+                os._exit(127)
+        return pid, fd
+
+    @staticmethod
+    def read_until(fd, needle, timeout=5.0):
+        out = b""
+        deadline = time.monotonic() + timeout
+        while needle not in out and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                try:
+                    data = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not data:
+                    break
+                out += data
+        return out
+
+    def finish(self, pid, fd):
+        out = self.read_until(fd, b"\0never", timeout=0.2)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+        return out, os.waitstatus_to_exitcode(status)
+
+    def test_command_reads_the_terminal(self):
+        pid, fd = self.spawn_in_pty([CGRUN, "-t", "10", SH, "-c", "read x; echo got:$x"])
+        time.sleep(0.2)
+        os.write(fd, b"hello\n")
+        out = self.read_until(fd, b"got:hello")
+        rest, rc = self.finish(pid, fd)
+        self.assertIn(b"got:hello", out + rest)
+        self.assertEqual(rc, 0)
+
+    def test_ctrl_c_reaches_the_command(self):
+        pid, fd = self.spawn_in_pty([CGRUN, "-t", "10", SH, "-c",
+                                     f"echo $$ > {self.path('main')}; sleep 10; echo survived"])
+        main = self.watch("main")
+        os.write(fd, b"\x03")
+        out, rc = self.finish(pid, fd)
+        self.assertEqual(rc, 130, out)
+        self.assertNotIn(b"survived", out)
+        self.assert_dead(main, "the command")
+
+    def test_job_control_of_a_shell(self):
+        bash = shutil.which("bash")
+        if bash is None:
+            self.skipTest("no bash")
+        env = dict(self.env, PS1="$ ", TERM="dumb")
+        pid, fd = self.spawn_in_pty([bash, "--norc", "--noprofile", "-i"], env)
+        try:
+            self.read_until(fd, b"$ ")
+            os.write(fd, f"{CGRUN} -t 20 {SH} -c 'read x; echo got:$x'\n".encode())
+            time.sleep(0.3)
+            os.write(fd, b"\x1a")
+            self.assertIn(b"Stopped", self.read_until(fd, b"Stopped"))
+            os.write(fd, b"fg\n")
+            time.sleep(0.3)
+            os.write(fd, b"hello\n")
+            self.assertIn(b"got:hello", self.read_until(fd, b"got:hello"))
+            os.write(fd, b"echo rc=$?\n")
+            self.assertIn(b"rc=0", self.read_until(fd, b"rc=0"))
+            os.write(fd, b"exit\n")
+            _, rc = self.finish(pid, fd)
+            self.assertEqual(rc, 0)
+        finally:
+            for cleanup in (lambda: os.kill(pid, signal.SIGKILL), lambda: os.waitpid(pid, 0),
+                            lambda: os.close(fd)):
+                try:
+                    cleanup()
+                except OSError:
+                    pass
+
+
+class Check(CgrunTestCase):
+    def test_check_proves_containment(self):
+        proc = self.run_cgrun(["--check"], timeout=60)
+        out = proc.stdout.decode()
+        self.assertEqual(proc.returncode, 0, out + proc.stderr.decode())
+        self.assertRegex(out, re.compile(rf"^contains {AUTO} +ok\b", re.M))
+        self.assertIn("cgroup2 mount", out)
+        self.assertIn("systemd manager", out)
+
+    def test_check_json(self):
+        report = self.path("check.json")
+        proc = self.run_cgrun(["--check", "--json", report], timeout=60)
+        self.assertEqual(proc.returncode, 0)
+        with open(report) as f:
+            doc = json.load(f)
+        self.assertEqual(doc["version"], 1)
+        self.assertTrue(doc["ok"])
+        self.assertEqual(doc["host"]["cgroup2_mount"], cgroup2_mount())
+        self.assertEqual(doc["host"]["systemd_reachable"], AUTO == "scope")
+        proofs = {p["method"]: p for p in doc["proofs"]}
+        self.assertTrue(proofs[AUTO]["ok"])
+        self.assertTrue(proofs[AUTO]["report"]["timed_out"])
+        self.assertGreater(proofs[AUTO]["escapee_pid"], 0)
+
+    def test_check_one_method(self):
+        proc = self.run_cgrun(["--check", "-m", "cgroup", "--json", "-"], timeout=60)
+        self.assertEqual(proc.returncode, 0)
+        doc = json.loads(proc.stdout)
+        self.assertEqual([p["method"] for p in doc["proofs"]], ["cgroup"])
+        self.assertIn("contains cgroup", proc.stderr.decode())
+
+
+def main():
+    global CGRUN, AUTO
+    if len(sys.argv) < 3 or sys.argv[2] not in ("cgroup", "scope"):
+        print("usage: cli_test.py CGRUN_BINARY cgroup|scope [unittest args...]", file=sys.stderr)
+        return 2
+    CGRUN, AUTO = os.path.abspath(sys.argv[1]), sys.argv[2]
+    if not (os.path.isfile(CGRUN) and os.access(CGRUN, os.X_OK)):
+        print(f"SKIP: no cgrun binary at {CGRUN}", file=sys.stderr)
+        return SKIP
+    if os.geteuid() != 0:
+        print("SKIP: the CLI tests need root (cgroups)", file=sys.stderr)
+        return SKIP
+    if cgroup2_mount() is None:
+        print("SKIP: no cgroup2 mount", file=sys.stderr)
+        return SKIP
+    # A stop signal cgrun inherits as ignored is left ignored (nohup); the tests want them.
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM):
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    prog = unittest.main(argv=[sys.argv[0], "-v"] + sys.argv[3:], exit=False)
+    return 0 if prog.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+#include "check.hpp"
+#include "command_line.hpp"
+#include "duration.hpp"
+#include "exit_status.hpp"
+#include "output.hpp"
+#include "terminal.hpp"
+
+#include <cgrun/cgrun.hpp>
+
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace cgrun;
+using namespace cgrun::tool;
+using std::chrono::milliseconds;
+using std::chrono::steady_clock;
+
+// Blocks the signals that stop the tree, plus SIGCHLD (to notice a stopped command), and
+// returns a signalfd for them. Blocking must happen before spawn() so that no signal is
+// lost in between; the library resets the child's mask and dispositions. A stop signal
+// whose disposition is SIG_IGN (nohup, a background job of a non-interactive shell) is
+// left alone, as the caller meant it.
+result<unique_fd> catch_signals()
+{
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {
+        struct sigaction current {};
+        if (::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN)
+            continue;
+        sigaddset(&set, sig);
+    }
+    sigaddset(&set, SIGCHLD);
+    sigset_t blocked = set;
+    // EPIPE on writing the report beats dying of SIGPIPE after the run; SIGTTOU would
+    // stop a background cgrun that takes the terminal back.
+    sigaddset(&blocked, SIGPIPE);
+    sigaddset(&blocked, SIGTTOU);
+    if (int err = ::pthread_sigmask(SIG_BLOCK, &blocked, nullptr))
+        return error::from_errno(err, "pthread_sigmask");
+    int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0)
+        return error::from_errno(errno, "signalfd");
+    return unique_fd(fd);
+}
+
+bool stopped(const child& c)
+{
+    siginfo_t info{};
+    return ::waitid(P_PID, static_cast<id_t>(c.pid()), &info, WSTOPPED | WNOHANG) == 0 &&
+           info.si_pid != 0 && info.si_code == CLD_STOPPED;
+}
+
+std::optional<int> read_signal(int fd)
+{
+    signalfd_siginfo info{};
+    for (;;) {
+        ssize_t n = ::read(fd, &info, sizeof info);
+        if (n == static_cast<ssize_t>(sizeof info))
+            return static_cast<int>(info.ssi_signo);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return std::nullopt;
+    }
+}
+
+int poll_timeout_ms(std::optional<steady_clock::time_point> deadline)
+{
+    if (!deadline)
+        return -1;
+    auto left = std::chrono::ceil<milliseconds>(*deadline - steady_clock::now()).count();
+    // Past the deadline the library is stopping the tree; ask again shortly.
+    if (left <= 0)
+        return 10;
+    return left > INT_MAX ? INT_MAX : static_cast<int>(left);
+}
+
+// Waits for the run to be over, the deadline (both judged by the library through
+// wait_for(0)), or a stop signal (then terminate(); the signal goes to `caught`).
+result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds> timeout,
+                             terminal_handoff& terminal, std::optional<int>& caught)
+{
+    std::optional<steady_clock::time_point> deadline;
+    if (timeout)
+        deadline = steady_clock::now() + *timeout;
+    bool main_exited = false;
+    for (;;) {
+        std::array<pollfd, 2> fds{{{main_exited ? -1 : c.pidfd(), POLLIN, 0},
+                                   {signal_fd, POLLIN, 0}}};
+        int wait_ms = main_exited ? 10 : poll_timeout_ms(deadline);
+        int n = ::poll(fds.data(), fds.size(), wait_ms);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return error::from_errno(errno, "poll");
+        }
+        if (fds[1].revents & POLLIN) {
+            while (auto sig = read_signal(signal_fd)) {
+                if (*sig != SIGCHLD) {
+                    caught = sig;
+                    terminal.take_back();
+                    return c.terminate();
+                }
+                if (!main_exited && stopped(c))
+                    terminal.relay_stop();
+            }
+        }
+        if (n == 0 || fds[0].revents != 0) {
+            auto done = c.wait_for(milliseconds(0));
+            if (!done)
+                return done.error();
+            if (*done)
+                return std::move(**done);
+            // The main process is gone but the run is not over yet (orphans being
+            // stopped): keep polling the signalfd only, the pidfd stays readable.
+            if (fds[0].revents != 0)
+                main_exited = true;
+        }
+    }
+}
+
+void describe_containment(const containment_info& info, method requested)
+{
+    for (const auto& f : info.fallbacks)
+        warn("not using " + std::string(to_string(f.tried)) + ": " + f.reason);
+    std::string line = "using " + std::string(to_string(info.used));
+    if (info.unit)
+        line += " " + *info.unit;
+    if (info.cgroup)
+        line += (info.unit ? " in " : " ") + *info.cgroup;
+    if (info.used == method::pgroup)
+        line += " " + std::to_string(info.pgid);
+    if (requested != method::automatic)
+        line += " (as requested)";
+    else if (info.fallbacks.empty())
+        line += " (first choice of auto)";
+    if (info.used == method::pgroup)
+        line += "; setsid escapees are not contained";
+    warn(line);
+}
+
+void describe_end(const run_report& r, const options& opts, std::optional<int> caught)
+{
+    std::string line;
+    if (caught)
+        line = "got SIG" + signal_name(*caught);
+    else if (r.timed_out)
+        line = "timed out after " + format_duration(*opts.timeout);
+    else if (r.signal)
+        line = "command died of signal " + signal_name(*r.signal);
+    else if (r.exit_code)
+        line = "command exited with status " + std::to_string(*r.exit_code);
+    if (r.kill) {
+        line += "; stopped the tree with " + r.kill->mechanism;
+        if (r.kill->graceful_signal)
+            line += ", " + signal_name(*r.kill->graceful_signal) + " first" +
+                    (r.kill->escalated ? ", then KILL" : "");
+    }
+    if (r.oom_killed)
+        line += "; the OOM killer struck";
+    if (!line.empty())
+        warn(line);
+}
+
+int report_written(json_file& json, const run_report& r, int status)
+{
+    if (auto w = json.write(to_json(r)); !w) {
+        warn(w.error().message());
+        return exit_internal;
+    }
+    return status;
+}
+
+int run_command(const command_line& cmd)
+{
+    json_file json;
+    if (cmd.json_path) {
+        auto opened = json_file::open(*cmd.json_path);
+        if (!opened) {
+            warn(opened.error().message());
+            return exit_internal;
+        }
+        json = std::move(*opened);
+    }
+
+    auto signals = catch_signals();
+    if (!signals) {
+        warn(signals.error().message());
+        return exit_internal;
+    }
+
+    auto started = spawn(cmd.opts);
+    if (!started) {
+        const auto& err = started.error();
+        warn(err.message());
+        auto report = failed_report(cmd.opts.argv, cmd.opts.containment, err.message());
+        return report_written(json, report, spawn_failure_status(err.code));
+    }
+    child& c = *started;
+    if (cmd.verbose)
+        describe_containment(c.containment(), cmd.opts.containment);
+
+    auto terminal = terminal_handoff::begin(c.containment().pgid);
+    std::optional<int> caught;
+    auto finished = supervise(c, signals->get(), cmd.opts.timeout, terminal, caught);
+    terminal.take_back();
+    if (!finished) {
+        std::string message = finished.error().message();
+        warn(message);
+        auto report = failed_report(cmd.opts.argv, c.containment().used, message);
+        return report_written(json, report, exit_internal);
+    }
+    const run_report& r = *finished;
+    if (cmd.verbose)
+        describe_end(r, cmd.opts, caught);
+    // The run is over but stopping the tree went wrong: say so, keep the command's status.
+    std::string n = std::to_string(r.remaining_processes);
+    if (r.error)
+        warn(*r.error);
+    else if (r.remaining_processes > 0 && !cmd.opts.keep_orphans)
+        warn(n + " process(es) of the tree could not be killed");
+    else if (r.remaining_processes > 0 && cmd.verbose)
+        warn("left " + n + " process(es) running");
+    return report_written(json, r, exit_status(r, caught));
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    std::vector<std::string_view> args(argv, argv + argc);
+    auto parsed = parse_command_line(args);
+    if (parsed.problem) {
+        warn(*parsed.problem);
+        return exit_internal;
+    }
+    command_line& cmd = parsed.cmd;
+    switch (cmd.what) {
+    case action::help:
+        std::fwrite(help_text().data(), 1, help_text().size(), stdout);
+        return std::fflush(stdout) == 0 ? 0 : exit_internal;
+    case action::version:
+        std::fputs("cgrun " CGRUN_VERSION "\n", stdout);
+        return std::fflush(stdout) == 0 ? 0 : exit_internal;
+    case action::check:
+        return run_check(cmd);
+    case action::run:
+        break;
+    }
+    return run_command(cmd);
+}

@@ -1,0 +1,12 @@
+#pragma once
+
+#include "command_line.hpp"
+
+namespace cgrun::tool {
+
+// `cgrun --check`: prints what the host offers, then runs a tree with a setsid escapee
+// under each escape-proof method that may work and checks that the escapee died.
+// 0 when at least one method proved itself, 1 when none did, 125 on internal errors.
+[[nodiscard]] int run_check(const command_line& cmd);
+
+} // namespace cgrun::tool

@@ -1,0 +1,329 @@
+#include "command_line.hpp"
+
+#include "duration.hpp"
+
+#include <cgrun/report.hpp>
+
+#include <csignal>
+
+#include <algorithm>
+#include <array>
+
+namespace cgrun::tool {
+
+namespace {
+
+constexpr std::string_view see_help = "; see 'cgrun --help'";
+
+enum class opt {
+    timeout,
+    kill_after,
+    signal,
+    method,
+    user,
+    system,
+    slice,
+    unit,
+    cgroup_parent,
+    property,
+    keep_orphans,
+    json,
+    verbose,
+    check,
+    help,
+    version,
+};
+
+struct opt_spec {
+    std::string_view long_name;
+    char short_name; // '\0' = long only
+    bool takes_value;
+    opt id;
+};
+
+constexpr std::array<opt_spec, 16> specs{{
+    {"timeout", 't', true, opt::timeout},
+    {"kill-after", 'k', true, opt::kill_after},
+    {"signal", 's', true, opt::signal},
+    {"method", 'm', true, opt::method},
+    {"user", '\0', false, opt::user},
+    {"system", '\0', false, opt::system},
+    {"slice", '\0', true, opt::slice},
+    {"unit", '\0', true, opt::unit},
+    {"cgroup-parent", '\0', true, opt::cgroup_parent},
+    {"property", 'p', true, opt::property},
+    {"keep-orphans", '\0', false, opt::keep_orphans},
+    {"json", '\0', true, opt::json},
+    {"verbose", 'v', false, opt::verbose},
+    {"check", '\0', false, opt::check},
+    {"help", '\0', false, opt::help},
+    {"version", '\0', false, opt::version},
+}};
+
+constexpr std::array<std::string_view, 3> property_names{"MemoryMax", "TasksMax", "CPUQuota"};
+
+std::string quoted(std::string_view s)
+{
+    return "'" + std::string(s) + "'";
+}
+
+// Like getopt_long: an exact name, else an unambiguous prefix.
+const opt_spec* find_long(std::string_view name, std::string& problem)
+{
+    const opt_spec* found = nullptr;
+    for (const auto& spec : specs) {
+        if (spec.long_name == name)
+            return &spec;
+        if (spec.long_name.starts_with(name)) {
+            if (found) {
+                problem = "option " + quoted("--" + std::string(name)) + " is ambiguous" +
+                          std::string(see_help);
+                return nullptr;
+            }
+            found = &spec;
+        }
+    }
+    if (!found)
+        problem = "unrecognized option " + quoted("--" + std::string(name)) + std::string(see_help);
+    return found;
+}
+
+const opt_spec* find_short(char c)
+{
+    auto it = std::find_if(specs.begin(), specs.end(),
+                           [c](const opt_spec& s) { return s.short_name == c; });
+    return it == specs.end() ? nullptr : &*it;
+}
+
+bool valid_unit_name(std::string_view name)
+{
+    constexpr std::string_view suffix = ".scope";
+    std::string_view base = name;
+    if (base.ends_with(suffix))
+        base.remove_suffix(suffix.size());
+    if (base.empty() || base.size() + suffix.size() >= 256)
+        return false;
+    return std::all_of(base.begin(), base.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               std::string_view(":_.-\\@").find(c) != std::string_view::npos;
+    });
+}
+
+std::optional<std::string> parse_property(std::string_view text, options& opts)
+{
+    auto eq = text.find('=');
+    if (eq == std::string_view::npos)
+        return "invalid property " + quoted(text) + ": expected NAME=VALUE";
+    auto name = text.substr(0, eq);
+    auto value = text.substr(eq + 1);
+    if (name.empty())
+        return "invalid property " + quoted(text) + ": empty name";
+    if (std::find(property_names.begin(), property_names.end(), name) == property_names.end())
+        return "unknown property " + quoted(name) + " (supported: MemoryMax, TasksMax, CPUQuota)";
+    if (value.empty())
+        return "invalid property " + quoted(text) + ": empty value";
+    opts.limits.push_back({std::string(name), std::string(value)});
+    return std::nullopt;
+}
+
+std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd)
+{
+    auto& opts = cmd.opts;
+    switch (spec.id) {
+    case opt::timeout: {
+        auto d = parse_duration(value);
+        if (!d)
+            return "invalid time interval " + quoted(value);
+        opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
+        break;
+    }
+    case opt::kill_after: {
+        auto d = parse_duration(value);
+        if (!d)
+            return "invalid time interval " + quoted(value);
+        opts.kill.grace = *d;
+        break;
+    }
+    case opt::signal: {
+        auto sig = signal_from_string(value);
+        if (!sig || *sig < 1 || *sig > SIGRTMAX)
+            return "invalid signal " + quoted(value);
+        opts.kill.signal = *sig;
+        break;
+    }
+    case opt::method: {
+        auto m = method_from_string(value);
+        if (!m)
+            return "invalid method " + quoted(value) + " (expected auto, scope, cgroup or pgroup)";
+        opts.containment = *m;
+        break;
+    }
+    case opt::user:
+        opts.bus = bus_kind::user;
+        break;
+    case opt::system:
+        opts.bus = bus_kind::system;
+        break;
+    case opt::slice:
+        if (value.empty())
+            return "empty slice name";
+        opts.slice = value;
+        break;
+    case opt::unit:
+        if (!valid_unit_name(value))
+            return "invalid unit name " + quoted(value);
+        opts.unit = value;
+        break;
+    case opt::cgroup_parent:
+        if (value.empty())
+            return "empty cgroup parent";
+        opts.cgroup_parent = value;
+        break;
+    case opt::property:
+        return parse_property(value, opts);
+    case opt::keep_orphans:
+        opts.keep_orphans = true;
+        break;
+    case opt::json:
+        if (value.empty())
+            return "empty file name for --json";
+        cmd.json_path = value;
+        break;
+    case opt::verbose:
+        cmd.verbose = true;
+        break;
+    case opt::check:
+        cmd.what = action::check;
+        break;
+    case opt::help:
+        cmd.what = action::help;
+        break;
+    case opt::version:
+        cmd.what = action::version;
+        break;
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
+parse_result parse_command_line(std::span<const std::string_view> args)
+{
+    parse_result out;
+    auto& cmd = out.cmd;
+    std::size_t i = 1;
+    for (; i < args.size(); ++i) {
+        std::string_view arg = args[i];
+        if (arg == "--") {
+            ++i;
+            break;
+        }
+        if (arg.size() < 2 || arg[0] != '-')
+            break;
+
+        if (arg.starts_with("--")) {
+            auto body = arg.substr(2);
+            auto eq = body.find('=');
+            std::string problem;
+            const opt_spec* spec = find_long(body.substr(0, eq), problem);
+            if (!spec) {
+                out.problem = problem;
+                return out;
+            }
+            std::string_view value;
+            if (spec->takes_value) {
+                if (eq != std::string_view::npos) {
+                    value = body.substr(eq + 1);
+                } else if (i + 1 < args.size()) {
+                    value = args[++i];
+                } else {
+                    out.problem = "option " + quoted("--" + std::string(spec->long_name)) +
+                                  " requires an argument" + std::string(see_help);
+                    return out;
+                }
+            } else if (eq != std::string_view::npos) {
+                out.problem = "option " + quoted("--" + std::string(spec->long_name)) +
+                              " doesn't allow an argument" + std::string(see_help);
+                return out;
+            }
+            if ((out.problem = apply(*spec, value, cmd)))
+                return out;
+        } else {
+            for (std::size_t j = 1; j < arg.size(); ++j) {
+                const opt_spec* spec = find_short(arg[j]);
+                if (!spec) {
+                    out.problem = "invalid option -- " + quoted(arg.substr(j, 1)) +
+                                  std::string(see_help);
+                    return out;
+                }
+                if (!spec->takes_value) {
+                    if ((out.problem = apply(*spec, {}, cmd)))
+                        return out;
+                    continue;
+                }
+                std::string_view value;
+                if (j + 1 < arg.size()) {
+                    value = arg.substr(j + 1);
+                } else if (i + 1 < args.size()) {
+                    value = args[++i];
+                } else {
+                    out.problem = "option requires an argument -- " + quoted(arg.substr(j, 1)) +
+                                  std::string(see_help);
+                    return out;
+                }
+                if ((out.problem = apply(*spec, value, cmd)))
+                    return out;
+                break;
+            }
+        }
+        if (cmd.what == action::help || cmd.what == action::version)
+            return out;
+    }
+
+    cmd.opts.argv.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+    if (cmd.what == action::check) {
+        if (!cmd.opts.argv.empty())
+            out.problem = "--check takes no command";
+        else if (cmd.opts.containment == method::pgroup)
+            out.problem = "--check proves the scope and cgroup methods only";
+    } else if (cmd.opts.argv.empty()) {
+        out.problem = "missing command" + std::string(see_help);
+    }
+    return out;
+}
+
+std::string_view help_text() noexcept
+{
+    return R"(Usage: cgrun [OPTION]... [--] COMMAND [ARG]...
+  or:  cgrun --check [--json FILE]
+Run COMMAND with its whole process tree contained; stop the tree when COMMAND
+exits, when it times out, or when cgrun is interrupted.
+
+  -t, --timeout=DURATION     stop the tree after DURATION (0: no limit)
+  -k, --kill-after=DURATION  to stop the tree, send SIG first and SIGKILL
+                               DURATION later (default 0: SIGKILL at once)
+  -s, --signal=SIG           signal to send first, by name or number (TERM)
+  -m, --method=METHOD        auto (default), scope, cgroup or pgroup
+      --user, --system       the systemd manager for the scope method
+      --slice=NAME           slice of the scope
+      --unit=NAME            name of the scope
+      --cgroup-parent=PATH   parent cgroup for the cgroup method
+  -p, --property=NAME=VALUE  limit: MemoryMax=, TasksMax= or CPUQuota=
+      --keep-orphans         leave running what COMMAND leaves behind on exit
+      --json=FILE            write a JSON report to FILE ('-': stdout)
+  -v, --verbose              tell on stderr how the tree is contained
+      --check                probe the host, prove containment, and exit
+      --help                 display this help and exit
+      --version              output version information and exit
+
+DURATION is a number with an optional unit: ms, s (default), m or h.
+The auto method takes a systemd scope, else a cgroup, else a process group;
+only the first two contain processes that call setsid().
+
+Exit status: that of COMMAND; 124 if it timed out; 125 if cgrun failed;
+126 if COMMAND is not executable; 127 if it was not found; 128+N if it died
+of signal N, or if cgrun was stopped by signal N.
+)";
+}
+
+} // namespace cgrun::tool

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <cgrun/options.hpp>
+
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace cgrun::tool {
+
+enum class action { run, check, help, version };
+
+struct command_line {
+    action what = action::run;
+    options opts;                         // argv holds COMMAND [ARG...]
+    std::optional<std::string> json_path; // "-" = stdout
+    bool verbose = false;
+};
+
+// Either a command line or the one-line problem with it (without the "cgrun: " prefix).
+struct parse_result {
+    command_line cmd;
+    std::optional<std::string> problem;
+};
+
+// args[0] is the program name. Options end at "--" or at the first non-option, which
+// starts COMMAND (so COMMAND's own options are never taken for cgrun's).
+[[nodiscard]] parse_result parse_command_line(std::span<const std::string_view> args);
+
+[[nodiscard]] std::string_view help_text() noexcept;
+
+} // namespace cgrun::tool
