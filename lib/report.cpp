@@ -72,7 +72,7 @@ std::optional<int> signal_from_string(std::string_view s)
 
 std::string to_json(const run_report& r)
 {
-    using nlohmann::json;
+    using json = nlohmann::ordered_json; // keep the schema's field order
     json j;
     j["version"] = 1;
     j["command"] = r.command;
