@@ -189,15 +189,12 @@ int report_written(json_file& json, const run_report& r, int status)
 
 int run_command(const command_line& cmd)
 {
-    json_file json;
-    if (cmd.json_path) {
-        auto opened = json_file::open(*cmd.json_path);
-        if (!opened) {
-            warn(opened.error().message());
-            return exit_internal;
-        }
-        json = std::move(*opened);
+    auto opened = json_file::open_optional(cmd.json_path);
+    if (!opened) {
+        warn(opened.error().message());
+        return exit_internal;
     }
+    json_file json = std::move(*opened);
 
     auto signals = catch_signals();
     if (!signals) {

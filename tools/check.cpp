@@ -219,15 +219,12 @@ nlohmann::json proof_json(const proof& p)
 
 int run_check(const command_line& cmd)
 {
-    json_file json;
-    if (cmd.json_path) {
-        auto opened = json_file::open(*cmd.json_path);
-        if (!opened) {
-            warn(opened.error().message());
-            return exit_internal;
-        }
-        json = std::move(*opened);
+    auto opened = json_file::open_optional(cmd.json_path);
+    if (!opened) {
+        warn(opened.error().message());
+        return exit_internal;
     }
+    json_file json = std::move(*opened);
     // With --json - the JSON owns stdout.
     std::FILE* out = cmd.json_path == "-" ? stderr : stdout;
 

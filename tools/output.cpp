@@ -33,6 +33,13 @@ void warn(std::string_view text)
     (void)write_all(STDERR_FILENO, line);
 }
 
+result<json_file> json_file::open_optional(const std::optional<std::string>& path)
+{
+    if (!path)
+        return json_file{};
+    return open(*path);
+}
+
 result<json_file> json_file::open(const std::string& path)
 {
     if (path == "-")

@@ -3,6 +3,7 @@
 #include <cgrun/error.hpp>
 #include <cgrun/unique_fd.hpp>
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -19,6 +20,8 @@ public:
 
     // "-" = stdout.
     static result<json_file> open(const std::string& path);
+    // open(*path) when --json was given, else a disabled json_file.
+    static result<json_file> open_optional(const std::optional<std::string>& path);
 
     [[nodiscard]] bool enabled() const noexcept { return fd_ >= 0; }
     // Writes `json` plus a newline; does nothing when not enabled.
