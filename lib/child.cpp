@@ -524,10 +524,11 @@ run_report finish(child_state& st)
 
     if (st.cg.valid() && st.remaining == 0) {
         if (st.manager) {
-            // systemd collects an empty scope and removes its cgroup within milliseconds;
-            // wait for that so that nothing we created is left when we return.
+            // Wait until systemd has collected the scope and removed its cgroup, so that
+            // nothing we created is left when we return.
+            detail::finish_scope(*st.manager, *st.info.unit);
             auto until = sys::now() + 500ms;
-            for (auto step = 50us; sys::now() < until; step = std::min<std::chrono::microseconds>(step * 2, 5ms)) {
+            for (auto step = 50us; sys::now() < until; step = std::min<std::chrono::microseconds>(step * 2, 1ms)) {
                 auto rel = detail::relative_cgroup_path(*st.info.cgroup);
                 if (!sys::exists_at(detail::cgroup2()->fd, *rel))
                     break;

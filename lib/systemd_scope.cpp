@@ -263,6 +263,16 @@ void stop_scope(scope_manager& m, const std::string& unit, std::chrono::millisec
     message_ptr reply(rep);
 }
 
+void finish_scope(scope_manager& m, const std::string& unit)
+{
+    std::lock_guard lock(m.mutex);
+    // A floating async call: sd-bus drops the reply (or the NoSuchUnit error when systemd
+    // was quicker) on a later dispatch.
+    if (sd_bus_call_method_async(m.bus.get(), nullptr, systemd_service, manager_path, manager_iface, "StopUnit",
+                                 nullptr, nullptr, "ss", unit.c_str(), "replace") >= 0)
+        (void)sd_bus_flush(m.bus.get());
+}
+
 result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
 {
     std::lock_guard lock(m.mutex);
@@ -302,6 +312,8 @@ result<std::string> start_scope(scope_manager&, const scope_request&, std::chron
 }
 
 void stop_scope(scope_manager&, const std::string&, std::chrono::milliseconds) {}
+
+void finish_scope(scope_manager&, const std::string&) {}
 
 result<bool> unit_loaded(scope_manager&, const std::string&, std::chrono::milliseconds)
 {

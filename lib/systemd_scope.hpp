@@ -44,6 +44,11 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
 // StopUnit(unit, "replace"); best effort, for cleaning up a scope whose child failed to start.
 void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout);
 
+// Tells systemd that an emptied scope is done (StopUnit, not waiting for the reply).
+// systemd learns of an empty cgroup from cgroup.events notifications, which the kernel
+// rate-limits to about one per 10 ms; asking it directly collects the scope sooner.
+void finish_scope(scope_manager& m, const std::string& unit);
+
 // Whether the unit is still loaded (for tests and the final check).
 result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout);
 
