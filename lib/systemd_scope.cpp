@@ -4,6 +4,7 @@
 
 #if CGRUN_HAVE_SYSTEMD
 
+#include "sd_bus_api.hpp"
 #include "sd_bus_ptr.hpp"
 #include "sys.hpp"
 
@@ -58,7 +59,7 @@ int on_job_removed(sd_bus_message* m, void* userdata, sd_bus_error*)
     const char* job = nullptr;
     const char* unit = nullptr;
     const char* result = nullptr;
-    if (sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) < 0)
+    if (sd().sd_bus_message_read(m, "uoss", &id, &job, &unit, &result) < 0)
         return 0;
     if (mgr->waiting.count(unit))
         mgr->job_results[unit] = result;
@@ -74,20 +75,23 @@ result<std::shared_ptr<scope_manager>> open_manager(bool user, std::chrono::mill
 {
     auto mgr = std::make_shared<scope_manager>();
     mgr->user = user;
+    const char* why = "";
+    if (!sd_bus_load(&why))
+        return error::make(errc::systemd_unavailable, why);
     sd_bus* raw = nullptr;
-    int r = user ? sd_bus_open_user(&raw) : sd_bus_open_system(&raw);
+    int r = user ? sd().sd_bus_open_user(&raw) : sd().sd_bus_open_system(&raw);
     const char* which = user ? "user" : "system";
     if (r < 0)
         return error::make(errc::systemd_unavailable, std::string("connect to the ") + which + " bus: " +
                                                           std::error_code(-r, std::system_category()).message());
     mgr->bus.reset(raw);
     // sd-bus waits 25 s for a reply by default; a wedged manager must not stall a spawn.
-    (void)sd_bus_set_method_call_timeout(raw, usec(timeout));
+    (void)sd().sd_bus_set_method_call_timeout(raw, usec(timeout));
 
     // The match is installed once, before any StartTransientUnit on this connection, so no
     // JobRemoved can be missed. It is also the first round trip: it proves the bus answers.
     sd_bus_slot* slot = nullptr;
-    r = sd_bus_match_signal(raw, &slot, systemd_service, manager_path, manager_iface, "JobRemoved",
+    r = sd().sd_bus_match_signal(raw, &slot, systemd_service, manager_path, manager_iface, "JobRemoved",
                             on_job_removed, mgr.get());
     if (r < 0)
         return error::make(errc::systemd_unavailable, std::string("subscribe to JobRemoved on the ") + which +
@@ -99,7 +103,7 @@ result<std::shared_ptr<scope_manager>> open_manager(bool user, std::chrono::mill
     bus_error err;
     message_ptr reply;
     sd_bus_message* rep = nullptr;
-    r = sd_bus_call_method(raw, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+    r = sd().sd_bus_call_method(raw, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
                            "GetNameOwner", err.get(), &rep, "s", systemd_service);
     reply.reset(rep);
     if (r < 0)
@@ -136,7 +140,7 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
     const std::string what = "StartTransientUnit " + req.unit;
 
     sd_bus_message* raw = nullptr;
-    int r = sd_bus_message_new_method_call(bus, &raw, systemd_service, manager_path, manager_iface,
+    int r = sd().sd_bus_message_new_method_call(bus, &raw, systemd_service, manager_path, manager_iface,
                                            "StartTransientUnit");
     message_ptr msg(raw);
     if (r < 0)
@@ -147,37 +151,37 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
                            what + ": building message: " + std::error_code(-rr, std::system_category()).message());
     };
     // Name and mode
-    if ((r = sd_bus_message_append(raw, "ss", req.unit.c_str(), "fail")) < 0)
+    if ((r = sd().sd_bus_message_append(raw, "ss", req.unit.c_str(), "fail")) < 0)
         return fail(r);
     // Properties
-    if ((r = sd_bus_message_open_container(raw, 'a', "(sv)")) < 0)
+    if ((r = sd().sd_bus_message_open_container(raw, 'a', "(sv)")) < 0)
         return fail(r);
-    if ((r = sd_bus_message_append(raw, "(sv)", "Description", "s", req.description.c_str())) < 0)
+    if ((r = sd().sd_bus_message_append(raw, "(sv)", "Description", "s", req.description.c_str())) < 0)
         return fail(r);
-    if ((r = sd_bus_message_append(raw, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(req.pid))) < 0)
+    if ((r = sd().sd_bus_message_append(raw, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(req.pid))) < 0)
         return fail(r);
     // A failed (e.g. timed-out) scope would otherwise stay listed until reset-failed.
-    if ((r = sd_bus_message_append(raw, "(sv)", "CollectMode", "s", "inactive-or-failed")) < 0)
+    if ((r = sd().sd_bus_message_append(raw, "(sv)", "CollectMode", "s", "inactive-or-failed")) < 0)
         return fail(r);
-    if (!req.slice.empty() && (r = sd_bus_message_append(raw, "(sv)", "Slice", "s", req.slice.c_str())) < 0)
+    if (!req.slice.empty() && (r = sd().sd_bus_message_append(raw, "(sv)", "Slice", "s", req.slice.c_str())) < 0)
         return fail(r);
     if (req.runtime_max_usec &&
-        (r = sd_bus_message_append(raw, "(sv)", "RuntimeMaxUSec", "t", *req.runtime_max_usec)) < 0)
+        (r = sd().sd_bus_message_append(raw, "(sv)", "RuntimeMaxUSec", "t", *req.runtime_max_usec)) < 0)
         return fail(r);
     // systemd's default of 90 s between its SIGTERM and SIGKILL would let a TERM-ignoring
     // child outlive the backstop deadline by that much.
     if (req.timeout_stop_usec &&
-        (r = sd_bus_message_append(raw, "(sv)", "TimeoutStopUSec", "t", req.timeout_stop_usec)) < 0)
+        (r = sd().sd_bus_message_append(raw, "(sv)", "TimeoutStopUSec", "t", req.timeout_stop_usec)) < 0)
         return fail(r);
-    if (req.kill_signal && (r = sd_bus_message_append(raw, "(sv)", "KillSignal", "i", req.kill_signal)) < 0)
+    if (req.kill_signal && (r = sd().sd_bus_message_append(raw, "(sv)", "KillSignal", "i", req.kill_signal)) < 0)
         return fail(r);
     for (auto& [name, value] : req.u64_properties)
-        if ((r = sd_bus_message_append(raw, "(sv)", name.c_str(), "t", value)) < 0)
+        if ((r = sd().sd_bus_message_append(raw, "(sv)", name.c_str(), "t", value)) < 0)
             return fail(r);
-    if ((r = sd_bus_message_close_container(raw)) < 0)
+    if ((r = sd().sd_bus_message_close_container(raw)) < 0)
         return fail(r);
     // Auxiliary units
-    if ((r = sd_bus_message_append(raw, "a(sa(sv))", 0)) < 0)
+    if ((r = sd().sd_bus_message_append(raw, "a(sa(sv))", 0)) < 0)
         return fail(r);
 
     m.waiting.insert(req.unit);
@@ -193,7 +197,7 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
 
     bus_error err;
     sd_bus_message* rep = nullptr;
-    r = sd_bus_call(bus, raw, usec(timeout), err.get(), &rep);
+    r = sd().sd_bus_call(bus, raw, usec(timeout), err.get(), &rep);
     message_ptr reply(rep);
     if (r < 0) {
         if (connection_error(r))
@@ -209,7 +213,7 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
                 return error::make(errc::scope_failed, what + ": start job " + it->second);
             break;
         }
-        r = sd_bus_process(bus, nullptr);
+        r = sd().sd_bus_process(bus, nullptr);
         if (r < 0) {
             m.broken = true;
             return error::make(errc::scope_failed,
@@ -221,7 +225,7 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
         if (now >= deadline)
             return error::make(errc::scope_failed, what + ": start job did not finish within " +
                                                        std::to_string(timeout.count()) + " ms");
-        r = sd_bus_wait(bus, static_cast<std::uint64_t>(
+        r = sd().sd_bus_wait(bus, static_cast<std::uint64_t>(
                                  std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count()));
         if (r < 0 && r != -EINTR) {
             m.broken = true;
@@ -231,12 +235,12 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
     }
 
     char* path = nullptr;
-    if ((r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", req.unit.c_str(), &path)) < 0)
+    if ((r = sd().sd_bus_path_encode("/org/freedesktop/systemd1/unit", req.unit.c_str(), &path)) < 0)
         return fail(r);
     std::unique_ptr<char, decltype(&::free)> path_owner(path, &::free);
     bus_error err2;
     char* cg = nullptr;
-    r = sd_bus_get_property_string(bus, systemd_service, path, "org.freedesktop.systemd1.Scope", "ControlGroup",
+    r = sd().sd_bus_get_property_string(bus, systemd_service, path, "org.freedesktop.systemd1.Scope", "ControlGroup",
                                    err2.get(), &cg);
     if (r < 0)
         return bus_failure(errc::scope_failed, "get ControlGroup of " + req.unit, r, err2);
@@ -253,13 +257,13 @@ void stop_scope(scope_manager& m, const std::string& unit, std::chrono::millisec
     bus_error err;
     sd_bus_message* rep = nullptr;
     sd_bus_message* call = nullptr;
-    if (sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
+    if (sd().sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
                                        "StopUnit") < 0)
         return;
     message_ptr msg(call);
-    if (sd_bus_message_append(call, "ss", unit.c_str(), "replace") < 0)
+    if (sd().sd_bus_message_append(call, "ss", unit.c_str(), "replace") < 0)
         return;
-    (void)sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
+    (void)sd().sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
     message_ptr reply(rep);
 }
 
@@ -268,9 +272,9 @@ void finish_scope(scope_manager& m, const std::string& unit)
     std::lock_guard lock(m.mutex);
     // A floating async call: sd-bus drops the reply (or the NoSuchUnit error when systemd
     // was quicker) on a later dispatch.
-    if (sd_bus_call_method_async(m.bus.get(), nullptr, systemd_service, manager_path, manager_iface, "StopUnit",
+    if (sd().sd_bus_call_method_async(m.bus.get(), nullptr, systemd_service, manager_path, manager_iface, "StopUnit",
                                  nullptr, nullptr, "ss", unit.c_str(), "replace") >= 0)
-        (void)sd_bus_flush(m.bus.get());
+        (void)sd().sd_bus_flush(m.bus.get());
 }
 
 result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
@@ -279,12 +283,12 @@ result<bool> unit_loaded(scope_manager& m, const std::string& unit, std::chrono:
     bus_error err;
     sd_bus_message* rep = nullptr;
     sd_bus_message* call = nullptr;
-    int r = sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
+    int r = sd().sd_bus_message_new_method_call(m.bus.get(), &call, systemd_service, manager_path, manager_iface,
                                            "GetUnit");
     message_ptr msg(call);
-    if (r < 0 || (r = sd_bus_message_append(call, "s", unit.c_str())) < 0)
+    if (r < 0 || (r = sd().sd_bus_message_append(call, "s", unit.c_str())) < 0)
         return error::from_errno(-r, "GetUnit " + unit);
-    r = sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
+    r = sd().sd_bus_call(m.bus.get(), call, usec(timeout), err.get(), &rep);
     message_ptr reply(rep);
     if (r >= 0)
         return true;
