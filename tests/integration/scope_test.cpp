@@ -173,3 +173,17 @@ TEST_CASE("systemd kills the tree by the deadline when the spawner was SIGKILLed
     CHECK_FALSE(unit_loaded(unit));
     kill_all(pids);
 }
+
+TEST_CASE("a scope can be placed in a given slice")
+{
+    if (method_under_test() != method::scope)
+        return;
+    auto o = base_options({"sleep", "100"});
+    o.slice = "cgruntest.slice";
+    auto c = spawn(o);
+    REQUIRE(c.has_value());
+    REQUIRE(c->containment().cgroup.has_value());
+    CHECK(c->containment().cgroup->rfind("/cgruntest.slice/cgrun-sleep-", 0) == 0);
+    CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
+    CHECK(c->kill().has_value());
+}
