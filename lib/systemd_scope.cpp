@@ -45,6 +45,7 @@ public:
     slot_ptr job_match;
     bool user = false;
     bool broken = false;
+    pid_t owner = ::getpid(); // sd-bus connections do not survive fork()
     // Units whose start job we wait for, and the results JobRemoved brought for them.
     std::set<std::string> waiting;
     std::unordered_map<std::string, std::string> job_results;
@@ -121,6 +122,8 @@ result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chron
     static std::shared_ptr<scope_manager> cache[2];
     std::lock_guard lock(cache_mutex);
     auto& slot = cache[user ? 1 : 0];
+    if (slot && slot->owner != ::getpid())
+        slot.reset(); // inherited through fork(): sd-bus refuses it with ECHILD
     if (slot) {
         std::lock_guard l2(slot->mutex);
         if (!slot->broken)

@@ -187,3 +187,20 @@ TEST_CASE("a scope can be placed in a given slice")
     CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
     CHECK(c->kill().has_value());
 }
+
+TEST_CASE("a process forked after using the scope method can use it too")
+{
+    if (method_under_test() != method::scope)
+        return;
+    REQUIRE(run(base_options({"true"})).has_value()); // the cached bus connection exists now
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        auto r = run(base_options({"true"}));
+        ::_exit(r && r->used == method::scope && r->exit_code == 0 ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
