@@ -334,6 +334,10 @@ attempt<detail::spawned> try_pgroup(child_state& st, const std::vector<detail::l
 
 } // namespace
 
+namespace {
+void retry_cleanup(child_state& st);
+}
+
 // ---- child ------------------------------------------------------------------------------
 
 child::child(std::unique_ptr<child_state> s) noexcept : s_(std::move(s)) {}
@@ -341,8 +345,7 @@ child::child(child&&) noexcept = default;
 child& child::operator=(child&& other) noexcept
 {
     if (this != &other) {
-        if (s_ && !s_->report && !s_->detached)
-            (void)kill();
+        child old(std::move(*this)); // cleaned up like a destroyed child
         s_ = std::move(other.s_);
     }
     return *this;
@@ -350,8 +353,12 @@ child& child::operator=(child&& other) noexcept
 
 child::~child()
 {
-    if (s_ && !s_->report && !s_->detached)
+    if (!s_ || s_->detached)
+        return;
+    if (!s_->report)
         (void)kill();
+    else
+        retry_cleanup(*s_);
 }
 
 pid_t child::pid() const noexcept { return s_ ? s_->pid : -1; }
@@ -503,12 +510,14 @@ int count_remaining(child_state& st)
 
 // The run is over (the main process exited, or the tree was stopped): reap, measure,
 // remove what we created, and make the report.
-run_report finish(child_state& st)
+// Reaps the main process (waiting up to kill_wait when `patient`), counts what is left and,
+// when nothing is, removes the cgroup or lets systemd collect the scope. True when all of
+// that is done.
+bool cleanup(child_state& st, bool patient)
 {
-    // Every path here has stopped the tree or found it empty, unless keep_orphans.
     if (!st.reaped) {
         // The main process is dead or dying; a D-state task is bounded by kill_wait.
-        auto until = sys::now() + st.opts.kill.kill_wait;
+        auto until = sys::now() + (patient ? st.opts.kill.kill_wait : 0ms);
         while (!st.reaped) {
             if (auto r = collect(st, false); !r) {
                 st.late_error = r.error().message();
@@ -539,7 +548,14 @@ run_report finish(child_state& st)
             st.late_error = r.error().message();
         }
     }
+    // A main process that could not be reaped keeps its pidfd for a later retry.
+    if (st.reaped)
+        st.pidfd.reset();
+    return st.reaped && st.remaining == 0 && !st.cg.valid();
+}
 
+run_report make_report(child_state& st)
+{
     run_report rep;
     rep.command = st.opts.argv;
     rep.used = st.info.used;
@@ -567,15 +583,34 @@ run_report finish(child_state& st)
     rep.cancelled = st.cancelled;
     rep.kill = st.kill;
     rep.remaining_processes = st.remaining;
-    rep.wall_time_ms = std::chrono::duration<double, std::milli>(sys::now() - st.started).count();
+    rep.wall_time_ms = st.wall_ms;
     rep.cpu_user_ms = st.cpu.user_ms;
     rep.cpu_system_ms = st.cpu.system_ms;
     rep.memory_peak_bytes = st.memory_peak;
     rep.oom_killed = st.oom;
     rep.error = st.late_error;
-    st.pidfd.reset();
-    st.report = rep;
     return rep;
+}
+
+// The run is over (the main process exited, or the tree was stopped): reap, measure,
+// remove what we created, and make the report.
+run_report finish(child_state& st)
+{
+    (void)cleanup(st, true);
+    st.wall_ms = std::chrono::duration<double, std::milli>(sys::now() - st.started).count();
+    st.report = make_report(st);
+    return *st.report;
+}
+
+// A run that ended with something left over (a task that could not die in time, orphans
+// kept, a cgroup that could not be removed): try the cleanup again, without waiting.
+void retry_cleanup(child_state& st)
+{
+    if (st.reaped && st.remaining == 0 && !st.cg.valid())
+        return;
+    if (cleanup(st, false))
+        st.late_error.reset();
+    st.report = make_report(st);
 }
 
 run_report on_main_exit(child_state& st)
@@ -598,8 +633,10 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
     if (!s_)
         return error::make(errc::invalid_argument, "wait on a moved-from child");
     auto& st = *s_;
-    if (st.report)
+    if (st.report) {
+        retry_cleanup(st);
         return std::optional<run_report>(*st.report);
+    }
     if (st.detached)
         return error::make(errc::invalid_argument, "wait on a detached child");
     auto until = d.count() < 0 ? std::chrono::steady_clock::time_point::max() : sys::now() + d;

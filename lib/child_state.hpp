@@ -36,6 +36,7 @@ struct child_state {
     bool oom = false;
     std::optional<std::string> late_error; // a cleanup step that failed
 
+    double wall_ms = 0;
     std::optional<run_report> report;
     bool detached = false;
 };

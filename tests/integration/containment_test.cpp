@@ -422,3 +422,54 @@ TEST_CASE("a leaf left by a crashed spawner is swept by the next spawn")
     if (!gone)
         ::rmdir(stale.c_str());
 }
+
+TEST_CASE("a task that cannot die in time gives a bounded report, and a later wait finishes the cleanup")
+{
+    // A task frozen by the cgroup v1 freezer sleeps uninterruptibly, SIGKILL or not, until
+    // it is thawed: a real "cannot die" task on hybrid hosts.
+    const std::string v1 = "/sys/fs/cgroup/freezer";
+    if (!std::filesystem::exists(v1 + "/tasks")) {
+        MESSAGE("no cgroup v1 freezer here (the cgroup-unkillable test skips on such hosts)");
+        return;
+    }
+    std::string fz = v1 + "/cgrun-test-" + std::to_string(::getpid());
+    REQUIRE(::mkdir(fz.c_str(), 0755) == 0);
+    auto write = [](const std::string& f, const std::string& v) {
+        std::ofstream o(f);
+        o << v;
+        o.flush();
+        return o.good();
+    };
+    auto o = base_options({"sleep", "100"});
+    o.kill.kill_wait = 300ms;
+    auto c = spawn(o);
+    REQUIRE(c.has_value());
+    REQUIRE(write(fz + "/tasks", std::to_string(c->pid())));
+    REQUIRE(write(fz + "/freezer.state", "FROZEN"));
+    for (int i = 0; i < 200 && proc_state(c->pid()) != 'D'; ++i)
+        std::this_thread::sleep_for(5ms);
+    REQUIRE(proc_state(c->pid()) == 'D');
+
+    auto start = std::chrono::steady_clock::now();
+    auto r = c->kill();
+    auto took = std::chrono::steady_clock::now() - start;
+    REQUIRE(r.has_value());
+    CHECK(took < 3s); // bounded: kill_wait twice at most, not a hang
+    CHECK(r->remaining_processes == 1);
+    REQUIRE(r->error.has_value());
+    CHECK(r->error->find("did not die") != std::string::npos);
+    CHECK_FALSE(r->exit_code.has_value());
+
+    REQUIRE(write(fz + "/freezer.state", "THAWED"));
+    CHECK(wait_gone(c->pid()));
+    std::this_thread::sleep_for(50ms);
+    auto again = c->wait(); // retries the cleanup: reap, remove the cgroup
+    REQUIRE(again.has_value());
+    CHECK(again->remaining_processes == 0);
+    CHECK(again->signal == SIGKILL);
+    CHECK_FALSE(again->error.has_value());
+    if (again->cgroup)
+        CHECK_FALSE(std::filesystem::exists(cgroup2_mount() + *again->cgroup));
+    CHECK(proc_state(again->pid) == 0); // reaped
+    ::rmdir(fz.c_str());
+}
