@@ -238,14 +238,23 @@ cpu_times cgroup_dir::cpu()
 
 std::optional<std::uint64_t> cgroup_dir::memory_peak()
 {
-    auto text = sys::read_file(dir_.get(), "memory.peak");
-    if (!text)
+    if (!memory_files_)
         return std::nullopt;
+    auto text = sys::read_file(dir_.get(), "memory.peak");
+    if (!text) {
+        // No memory controller here: do not look again for this cgroup.
+        if (text.error().code == std::errc::no_such_file_or_directory)
+            memory_files_ = false;
+        return std::nullopt;
+    }
+    memory_files_ = true;
     return std::strtoull(text->c_str(), nullptr, 10);
 }
 
 bool cgroup_dir::oom_killed()
 {
+    if (!memory_files_)
+        return false;
     auto text = sys::read_file(dir_.get(), "memory.events");
     if (!text)
         return false;

@@ -68,6 +68,7 @@ private:
     unique_fd dir_;
     unique_fd events_; // cgroup.events, kept open for poll(POLLPRI)
     std::string path_;
+    std::optional<bool> memory_files_; // memory.peak exists; unknown until first read
 };
 
 } // namespace cgrun::detail

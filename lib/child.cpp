@@ -368,6 +368,10 @@ const containment_info& child::containment() const noexcept
     static const containment_info none;
     return s_ ? s_->info : none;
 }
+std::optional<std::chrono::steady_clock::time_point> child::deadline() const noexcept
+{
+    return s_ ? s_->deadline : std::nullopt;
+}
 unique_fd child::take_stdin() noexcept { return s_ ? std::move(s_->ends[0]) : unique_fd{}; }
 unique_fd child::take_stdout() noexcept { return s_ ? std::move(s_->ends[1]) : unique_fd{}; }
 unique_fd child::take_stderr() noexcept { return s_ ? std::move(s_->ends[2]) : unique_fd{}; }
@@ -501,8 +505,11 @@ void stop_tree(child_state& st, const kill_policy& policy)
 
 int count_remaining(child_state& st)
 {
-    if (st.cg.valid())
+    if (st.cg.valid()) {
+        if (auto pop = st.cg.populated(); pop && !*pop)
+            return 0;
         return static_cast<int>(st.cg.pids().size());
+    }
     if (pidfd_group_signals_work(st.pidfd.get()) && sys::pidfd_signal_group(st.pidfd.get(), 0) != 0)
         return 0;
     return group_members(st.pid);
@@ -537,7 +544,9 @@ bool cleanup(child_state& st, bool patient)
             // nothing we created is left when we return.
             detail::finish_scope(*st.manager, *st.info.unit);
             auto until = sys::now() + 500ms;
-            for (auto step = 50us; sys::now() < until; step = std::min<std::chrono::microseconds>(step * 2, 1ms)) {
+            // systemd needs well under a millisecond when idle: poll finely at first.
+            for (auto step = 20us; sys::now() < until;
+                 step = std::min<std::chrono::microseconds>(step + step / 4, 1ms)) {
                 auto rel = detail::relative_cgroup_path(*st.info.cgroup);
                 if (!sys::exists_at(detail::cgroup2()->fd, *rel))
                     break;
@@ -648,6 +657,10 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
         auto left = limit == std::chrono::steady_clock::time_point::max()
                         ? std::chrono::microseconds(-1)
                         : std::chrono::duration_cast<std::chrono::microseconds>(std::max(limit - now, now - now));
+        // poll() lets the kernel fire up to 0.1% of the timeout late (select_estimate_accuracy,
+        // at most 100 ms): wait in slices of at most 50 ms so a deadline is met within ~50 us.
+        if (st.deadline && (left.count() < 0 || left > 50ms))
+            left = 50ms;
         auto ev = sys::poll_one(st.pidfd.get(), POLLIN, left);
         if (!ev)
             return ev.error();

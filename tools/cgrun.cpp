@@ -80,15 +80,18 @@ std::optional<int> read_signal(int fd)
     }
 }
 
-int poll_timeout_ms(std::optional<steady_clock::time_point> deadline)
+// How long to wait in ppoll(): up to the deadline, in slices of at most 50 ms because the
+// kernel lets poll timeouts fire up to 0.1% late (at most 100 ms).
+std::optional<timespec> poll_timeout(std::optional<steady_clock::time_point> deadline)
 {
     if (!deadline)
-        return -1;
-    auto left = std::chrono::ceil<milliseconds>(*deadline - steady_clock::now()).count();
+        return std::nullopt;
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - steady_clock::now());
     // Past the deadline the library is stopping the tree; ask again shortly.
-    if (left <= 0)
-        return 10;
-    return left > INT_MAX ? INT_MAX : static_cast<int>(left);
+    if (left.count() <= 0)
+        left = milliseconds(10);
+    left = std::min<std::chrono::nanoseconds>(left, milliseconds(50));
+    return timespec{0, static_cast<long>(left.count())};
 }
 
 // Waits for the run to be over, the deadline (both judged by the library through
@@ -96,15 +99,14 @@ int poll_timeout_ms(std::optional<steady_clock::time_point> deadline)
 result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds> timeout,
                              terminal_handoff& terminal, std::optional<int>& caught)
 {
-    std::optional<steady_clock::time_point> deadline;
-    if (timeout)
-        deadline = steady_clock::now() + *timeout;
+    // The library's deadline counts from spawn; --timeout is what set it.
+    std::optional<steady_clock::time_point> deadline = timeout ? c.deadline() : std::nullopt;
     bool main_exited = false;
     for (;;) {
         std::array<pollfd, 2> fds{{{main_exited ? -1 : c.pidfd(), POLLIN, 0},
                                    {signal_fd, POLLIN, 0}}};
-        int wait_ms = main_exited ? 10 : poll_timeout_ms(deadline);
-        int n = ::poll(fds.data(), fds.size(), wait_ms);
+        auto wait = main_exited ? std::optional<timespec>(timespec{0, 10'000'000}) : poll_timeout(deadline);
+        int n = ::ppoll(fds.data(), fds.size(), wait ? &*wait : nullptr, nullptr);
         if (n < 0) {
             if (errno == EINTR)
                 continue;

@@ -48,6 +48,9 @@ public:
     // call wait_for(0ms). Owned by the child.
     [[nodiscard]] int pidfd() const noexcept;
     [[nodiscard]] const containment_info& containment() const noexcept;
+    // When the timeout of the options expires (counted from spawn), if there is one: an
+    // event loop should call wait_for(0ms) then.
+    [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept;
 
     // Parent ends of stdio streams configured as stdio_spec::pipe() (invalid otherwise).
     // Taking one transfers its ownership to the caller.
