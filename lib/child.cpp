@@ -161,11 +161,22 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     for (auto& l : limits)
         sr.u64_properties.emplace_back(l.property, l.property_value);
 
-    auto cgpath = detail::start_scope(**mgr, sr, o.bus_timeout);
-    if (!cgpath) {
+    if (auto started = detail::start_scope(**mgr, sr, o.bus_timeout); !started) {
         discard_child(*sp);
         // The scope may exist with our (now dead) child: it empties and systemd collects it.
-        return attempt_failure{cgpath.error(), false};
+        return attempt_failure{started.error(), false};
+    }
+    // Where the scope lives, as our cgroup namespace sees it: the held child is in it now.
+    // This is the unit's ControlGroup property mapped onto our mount, without a round trip
+    // and without assuming that systemd shares our cgroup namespace.
+    auto cgpath = detail::process_cgroup(sp->pid);
+    if (!cgpath || cgpath->size() < unit.size() ||
+        cgpath->compare(cgpath->size() - unit.size(), unit.size(), unit) != 0) {
+        discard_child(*sp);
+        detail::stop_scope(**mgr, unit, o.bus_timeout);
+        return attempt_failure{error::make(errc::scope_failed, "scope " + unit + ": the child is in " +
+                                                                   (cgpath ? *cgpath : std::string("no cgroup"))),
+                               false};
     }
     auto cg = detail::cgroup_dir::open(root->fd, *cgpath);
     if (!cg) {

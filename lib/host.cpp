@@ -31,6 +31,18 @@ result<cgroup2_root> cgroup2()
     return root;
 }
 
+result<std::string> process_cgroup(pid_t pid)
+{
+    auto file = "/proc/" + std::to_string(pid) + "/cgroup";
+    auto text = sys::read_file(AT_FDCWD, file);
+    if (!text)
+        return text.error();
+    auto path = unified_cgroup(*text);
+    if (!path)
+        return error::make(errc::cgroup2_unavailable, "no reachable 0:: line in " + file);
+    return *path;
+}
+
 result<std::string> own_cgroup()
 {
     auto text = sys::read_file(AT_FDCWD, "/proc/self/cgroup");

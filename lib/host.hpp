@@ -4,6 +4,8 @@
 
 #include <cgrun/error.hpp>
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace cgrun::detail {
@@ -15,6 +17,9 @@ struct cgroup2_root {
 
 // Discovered once from /proc/self/mountinfo. errc::cgroup2_unavailable when absent.
 result<cgroup2_root> cgroup2();
+
+// The cgroup2 path of process `pid` ("/..."), as this process's cgroup namespace sees it.
+result<std::string> process_cgroup(pid_t pid);
 
 // This process's cgroup2 path ("/..."), read anew each time (systemd may move us).
 result<std::string> own_cgroup();

@@ -136,7 +136,7 @@ result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chron
     return slot;
 }
 
-result<std::string> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout)
+result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout)
 {
     std::lock_guard lock(m.mutex);
     sd_bus* bus = m.bus.get();
@@ -237,21 +237,7 @@ result<std::string> start_scope(scope_manager& m, const scope_request& req, std:
         }
     }
 
-    char* path = nullptr;
-    if ((r = sd().sd_bus_path_encode("/org/freedesktop/systemd1/unit", req.unit.c_str(), &path)) < 0)
-        return fail(r);
-    std::unique_ptr<char, decltype(&::free)> path_owner(path, &::free);
-    bus_error err2;
-    char* cg = nullptr;
-    r = sd().sd_bus_get_property_string(bus, systemd_service, path, "org.freedesktop.systemd1.Scope", "ControlGroup",
-                                   err2.get(), &cg);
-    if (r < 0)
-        return bus_failure(errc::scope_failed, "get ControlGroup of " + req.unit, r, err2);
-    std::string control_group(cg ? cg : "");
-    ::free(cg);
-    if (control_group.empty())
-        return error::make(errc::scope_failed, "get ControlGroup of " + req.unit + ": empty");
-    return control_group;
+    return {};
 }
 
 void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
@@ -313,7 +299,7 @@ result<std::shared_ptr<scope_manager>> connect_manager(bus_kind, std::chrono::mi
     return error::make(errc::systemd_unavailable, "built without libsystemd");
 }
 
-result<std::string> start_scope(scope_manager&, const scope_request&, std::chrono::milliseconds)
+result<void> start_scope(scope_manager&, const scope_request&, std::chrono::milliseconds)
 {
     return error::make(errc::systemd_unavailable, "built without libsystemd");
 }

@@ -36,10 +36,10 @@ class scope_manager;
 // reconnects when the cached one broke. Errors are errc::systemd_unavailable.
 result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chrono::milliseconds timeout);
 
-// StartTransientUnit for req.pid, waits for the start job's JobRemoved "done" (the match is
-// installed before the call), and returns the scope's ControlGroup property.
-// Errors: errc::scope_failed with the D-Bus error name and message.
-result<std::string> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout);
+// StartTransientUnit for req.pid and waits for the start job's JobRemoved "done" (the match
+// is installed before the call). Errors: errc::scope_failed with the D-Bus error name and
+// message.
+result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout);
 
 // StopUnit(unit, "replace"); best effort, for cleaning up a scope whose child failed to start.
 void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout);

@@ -80,17 +80,16 @@ TEST_CASE("the scope is named, described and collected")
     auto unit = *c->containment().unit;
     CHECK(unit == o.unit + ".scope");
     CHECK(unit_loaded(unit));
-    // ControlGroup maps onto our cgroup2 mount: the child is there.
+    // The child is where systemd says the scope is (its ControlGroup property), and the
+    // description names the command.
     CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
-    std::string desc_cmd = "busctl --system get-property org.freedesktop.systemd1 "
-                           "/org/freedesktop/systemd1/unit/" +
-                           std::string("cgrun_2dtest_2dnamed_2d") + std::to_string(::getpid()) +
-                           "_2escope org.freedesktop.systemd1.Unit Description";
+    CHECK(unit_property(unit, "ControlGroup") == *c->containment().cgroup);
+    CHECK(unit_property(unit, "Description") == "cgrun: sleep 100");
+    CHECK(unit_property(unit, "CollectMode") == "inactive-or-failed");
     auto r = c->kill();
     REQUIRE(r.has_value());
     CHECK(r->unit == unit);
     CHECK_FALSE(unit_loaded(unit));
-    (void)desc_cmd;
 }
 
 TEST_CASE("a timed-out scope is not left behind as a failed unit")

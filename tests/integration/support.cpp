@@ -199,6 +199,21 @@ bool unit_loaded(const std::string& unit)
     return std::system(cmd.c_str()) == 0;
 }
 
+std::string unit_property(const std::string& unit, const std::string& name)
+{
+    std::string cmd = "systemctl show --value -p '" + name + "' '" + unit + "' 2>/dev/null";
+    std::string out;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p))
+            out += buf;
+        ::pclose(p);
+    }
+    while (!out.empty() && out.back() == '\n')
+        out.pop_back();
+    return out;
+}
+
 void kill_all(const std::vector<int>& pids)
 {
     for (int p : pids)

@@ -51,6 +51,8 @@ std::string own_cgroup();
 void destroy_cgroup(const std::string& path);
 // Whether a unit is still loaded in the system manager (via busctl).
 bool unit_loaded(const std::string& unit);
+// A property of a unit of the system manager (systemctl show --value), "" if unknown.
+std::string unit_property(const std::string& unit, const std::string& name);
 // Kills what a test left running (best effort).
 void kill_all(const std::vector<int>& pids);
 
