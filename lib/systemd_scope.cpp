@@ -118,9 +118,9 @@ result<std::shared_ptr<scope_manager>> open_manager(bool user, std::chrono::mill
 result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chrono::milliseconds timeout)
 {
     bool user = kind == bus_kind::user || (kind == bus_kind::automatic && ::geteuid() != 0);
-    static std::mutex cache_mutex;
-    static std::shared_ptr<scope_manager> cache[2];
-    std::lock_guard lock(cache_mutex);
+    // One connection per thread and bus: a call holds its connection until the start job
+    // is done, so a shared one would serialise scope starts of concurrent threads.
+    thread_local std::shared_ptr<scope_manager> cache[2];
     auto& slot = cache[user ? 1 : 0];
     if (slot && slot->owner != ::getpid())
         slot.reset(); // inherited through fork(): sd-bus refuses it with ECHILD

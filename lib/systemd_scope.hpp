@@ -28,11 +28,11 @@ struct scope_request {
     std::vector<std::pair<std::string, std::uint64_t>> u64_properties;
 };
 
-// One connection to a systemd manager, shared by every child that uses it; calls are
-// serialized by an internal mutex (sd-bus objects are not thread-safe).
+// One connection to a systemd manager per thread, shared by the children that thread
+// spawned; calls are serialized by an internal mutex (sd-bus objects are not thread-safe).
 class scope_manager;
 
-// The cached connection for `kind` (system as root, user otherwise, for automatic);
+// This thread's cached connection for `kind` (system as root, user otherwise, for automatic);
 // reconnects when the cached one broke. Errors are errc::systemd_unavailable.
 result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chrono::milliseconds timeout);
 
