@@ -238,7 +238,7 @@ cpu_times cgroup_dir::cpu()
 
 std::optional<std::uint64_t> cgroup_dir::memory_peak()
 {
-    if (!memory_files_)
+    if (memory_files_ == false)
         return std::nullopt;
     auto text = sys::read_file(dir_.get(), "memory.peak");
     if (!text) {
@@ -253,13 +253,19 @@ std::optional<std::uint64_t> cgroup_dir::memory_peak()
 
 bool cgroup_dir::oom_killed()
 {
-    if (!memory_files_)
+    if (memory_files_ == false)
         return false;
     auto text = sys::read_file(dir_.get(), "memory.events");
     if (!text)
         return false;
     auto v = key_value(*text, "oom_kill");
     return v && std::strtoull(v->c_str(), nullptr, 10) > 0;
+}
+
+unique_fd cgroup_dir::open_memory_events() const
+{
+    auto fd = sys::open_file(dir_.get(), "memory.events", O_RDONLY);
+    return fd ? std::move(*fd) : unique_fd{};
 }
 
 bool cgroup_dir::has_file(const std::string& name) const noexcept

@@ -52,6 +52,9 @@ public:
     std::optional<std::uint64_t> memory_peak();
     bool oom_killed();
     bool has_file(const std::string& name) const noexcept;
+    // memory.events opened for poll(POLLPRI): it changes on every OOM kill. Invalid without
+    // the memory controller.
+    unique_fd open_memory_events() const;
     result<void> write(const std::string& file, const std::string& value);
 
     // Removes the directory and any sub-cgroups the payload made, bottom-up, retrying

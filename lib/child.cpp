@@ -120,6 +120,18 @@ std::string describe(const std::vector<std::string>& argv)
     return d;
 }
 
+bool memory_controller_available()
+{
+    static const bool available = [] {
+        auto root = detail::cgroup2();
+        if (!root)
+            return false;
+        auto text = sys::read_file(root->fd, "cgroup.controllers");
+        return text && (" " + *text + " ").find(" memory") != std::string::npos;
+    }();
+    return available;
+}
+
 attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::limit_setting>& limits)
 {
     auto& o = st.opts;
@@ -151,7 +163,20 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     sr.unit = unit;
     sr.description = describe(o.argv);
     sr.slice = o.slice;
-    sr.pid = sp->pid;
+    sr.pids = {sp->pid};
+    // systemd removes a scope's cgroup the moment it is empty, before we could read its
+    // final memory.peak and memory.events: where there is a memory controller, a sentinel
+    // keeps it populated until the main process's exit has been sampled.
+    if (memory_controller_available()) {
+        auto keeper = detail::start_sentinel();
+        if (!keeper) {
+            discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
+            return attempt_failure{keeper.error(), false};
+        }
+        sr.pids.push_back(keeper->pid);
+        st.keeper = std::move(*keeper);
+    }
     if (o.timeout && o.timeout->count() > 0)
         sr.runtime_max_usec =
             static_cast<std::uint64_t>((*o.timeout + o.kill.grace + o.backstop_margin).count()) * 1000;
@@ -163,6 +188,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
 
     if (auto started = detail::start_scope(**mgr, sr, o.bus_timeout); !started) {
         discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
         // The scope may exist with our (now dead) child: it empties and systemd collects it.
         return attempt_failure{started.error(), false};
     }
@@ -173,6 +199,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     if (!cgpath || cgpath->size() < unit.size() ||
         cgpath->compare(cgpath->size() - unit.size(), unit.size(), unit) != 0) {
         discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
         detail::stop_scope(**mgr, unit, o.bus_timeout);
         return attempt_failure{error::make(errc::scope_failed, "scope " + unit + ": the child is in " +
                                                                    (cgpath ? *cgpath : std::string("no cgroup"))),
@@ -181,6 +208,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     auto cg = detail::cgroup_dir::open(root->fd, *cgpath);
     if (!cg) {
         discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
         detail::stop_scope(**mgr, unit, o.bus_timeout);
         return attempt_failure{error::make(errc::scope_failed, "scope " + unit + ": " + cg.error().message()), false};
     }
@@ -189,6 +217,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     for (auto& l : limits) {
         if (!cg->has_file(l.file)) {
             discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
             detail::stop_scope(**mgr, unit, o.bus_timeout);
             return attempt_failure{error::make(errc::controller_unavailable,
                                                l.property + " needs the " + l.controller +
@@ -379,6 +408,10 @@ const containment_info& child::containment() const noexcept
     static const containment_info none;
     return s_ ? s_->info : none;
 }
+int child::memory_events_fd() const noexcept
+{
+    return s_ ? s_->memory_events.get() : -1;
+}
 std::optional<std::chrono::steady_clock::time_point> child::deadline() const noexcept
 {
     return s_ ? s_->deadline : std::nullopt;
@@ -486,6 +519,7 @@ void stop_tree(child_state& st, const kill_policy& policy)
     kill_info k;
     k.mechanism = st.cg.valid() ? (detail::cgroup_kill_disabled() ? "freeze-kill" : "cgroup.kill") : "killpg";
     sample_cgroup(st);
+    detail::stop_sentinel(st.keeper);
     bool empty = false;
     if (policy.grace.count() > 0 && policy.signal != SIGKILL) {
         k.graceful_signal = policy.signal;
@@ -533,6 +567,7 @@ int count_remaining(child_state& st)
 // that is done.
 bool cleanup(child_state& st, bool patient)
 {
+    detail::stop_sentinel(st.keeper);
     if (!st.reaped) {
         // The main process is dead or dying; a D-state task is bounded by kill_wait.
         auto until = sys::now() + (patient ? st.opts.kill.kill_wait : 0ms);
@@ -571,6 +606,7 @@ bool cleanup(child_state& st, bool patient)
     // A main process that could not be reaped keeps its pidfd for a later retry.
     if (st.reaped)
         st.pidfd.reset();
+    st.memory_events.reset();
     return st.reaped && st.remaining == 0 && !st.cg.valid();
 }
 
@@ -638,6 +674,7 @@ run_report on_main_exit(child_state& st)
     // Keep the main process a zombie while the rest is stopped (see collect()).
     (void)collect(st, true);
     sample_cgroup(st);
+    detail::stop_sentinel(st.keeper); // sampled: the scope may go once the tree is empty
     if (!st.opts.keep_orphans) {
         auto alive = tree_alive(st);
         if (alive && *alive)
@@ -672,10 +709,18 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
         // at most 100 ms): wait in slices of at most 50 ms so a deadline is met within ~50 us.
         if (st.deadline && (left.count() < 0 || left > 50ms))
             left = 50ms;
-        auto ev = sys::poll_one(st.pidfd.get(), POLLIN, left);
+        auto ev = sys::poll_two(st.pidfd.get(), POLLIN, st.memory_events.get(), POLLPRI, left);
         if (!ev)
             return ev.error();
-        if (*ev)
+        if (ev->second) {
+            // memory.events changed (an OOM kill, or memory.max/high reached): sample now,
+            // the cgroup may be gone by the time the main process's exit is seen.
+            sample_cgroup(st);
+            auto again = sys::pread_all(st.memory_events.get(), "memory.events");
+            if (!again) // ENODEV: removed; stop polling it
+                st.memory_events.reset();
+        }
+        if (ev->first)
             return std::optional<run_report>(on_main_exit(st));
         if (st.deadline && sys::now() >= *st.deadline) {
             // The main process may have exited in the same instant: then it is not a timeout.
@@ -772,6 +817,8 @@ result<child> spawn(options opts)
 
     st->pid = sp->pid;
     st->pidfd = std::move(sp->pidfd);
+    if (st->cg.valid())
+        st->memory_events = st->cg.open_memory_events();
     st->info.pgid = sp->pid;
     st->ends = std::move(sp->parent_ends);
 

@@ -23,6 +23,9 @@ struct child_state {
     std::array<unique_fd, 3> ends;
     cgroup_dir cg;                          // scope or cgroup method
     std::shared_ptr<scope_manager> manager; // scope method
+    sentinel keeper; // scope method with the memory controller: see start_sentinel()
+    // memory.events, polled with the pidfd: an OOM kill is sampled while the cgroup exists.
+    unique_fd memory_events;
 
     // The main process's status once it exited; reaped tells whether it was waited for.
     std::optional<sys::wait_status> exit;

@@ -341,6 +341,48 @@ result<spawned> start_process(spawn_request req)
     return out;
 }
 
+result<sentinel> start_sentinel()
+{
+    auto p = sys::make_pipe();
+    if (!p)
+        return p.error();
+    int keep = p->read.get();
+    int pidfd = -1;
+    pid_t pid = clone3_pidfd(&pidfd, -1);
+    if (pid == 0) {
+        // Hold no descriptor of the parent's (a pipe end kept here would delay someone's EOF).
+        close_from(3, static_cast<unsigned>(keep) - 1);
+        close_from(static_cast<unsigned>(keep) + 1, ~0U);
+        // An OOM kill of the whole cgroup (memory.oom.group) spares OOM_SCORE_ADJ_MIN tasks:
+        // the sentinel must outlive it to be of use. Needs CAP_SYS_RESOURCE; best effort.
+        int adj = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+        if (adj >= 0) {
+            (void)!::write(adj, "-1000", 5);
+            ::close(adj);
+        }
+        char b;
+        while (::read(keep, &b, 1) < 0 && errno == EINTR) {
+        }
+        ::_exit(0);
+    }
+    if (pid < 0)
+        return error::make(errc::spawn_failed, std::string("clone3 sentinel: ") + std::strerror(errno));
+    return sentinel{pid, unique_fd{pidfd}, std::move(p->write)};
+}
+
+void stop_sentinel(sentinel& s) noexcept
+{
+    if (!s.pidfd)
+        return;
+    s.release.reset();
+    siginfo_t si{};
+    while (::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(s.pidfd.get()), &si, WEXITED) < 0 &&
+           errno == EINTR) {
+    }
+    s.pidfd.reset();
+    s.pid = -1;
+}
+
 result<void> release(spawned& s)
 {
     if (s.go) {

@@ -47,6 +47,18 @@ result<std::string> resolve_executable(const std::string& name, const std::optio
 // child is held and in_cgroup is false: the caller moves it (cgroup.procs) before release().
 result<spawned> start_process(spawn_request req);
 
+// A process that only waits until `release` is closed (or it is killed), then exits. Put
+// into a scope next to the child, it keeps the scope's cgroup from being removed before
+// its final memory.peak and memory.events could be read.
+struct sentinel {
+    pid_t pid = -1;
+    unique_fd pidfd;
+    unique_fd release;
+};
+result<sentinel> start_sentinel();
+// Lets the sentinel exit and reaps it.
+void stop_sentinel(sentinel& s) noexcept;
+
 // Lets a held child go on to exec, then waits for the outcome of execve: an error
 // (exec_not_found, exec_not_executable, exec_failed) if it failed. The child is not reaped.
 result<void> release(spawned& s);

@@ -168,6 +168,25 @@ result<short> poll_one(int fd, short events, std::chrono::microseconds timeout)
     }
 }
 
+result<std::pair<short, short>> poll_two(int fd1, short events1, int fd2, short events2,
+                                          std::chrono::microseconds timeout)
+{
+    struct pollfd p[2] = {{fd1, events1, 0}, {fd2, events2, 0}};
+    struct timespec ts{};
+    struct timespec* tsp = nullptr;
+    if (timeout.count() >= 0) {
+        ts.tv_sec = static_cast<time_t>(timeout.count() / 1000000);
+        ts.tv_nsec = static_cast<long>(timeout.count() % 1000000) * 1000;
+        tsp = &ts;
+    }
+    int r = ::ppoll(p, fd2 >= 0 ? 2 : 1, tsp, nullptr);
+    if (r < 0 && errno == EINTR)
+        return std::pair<short, short>{0, 0};
+    if (r < 0)
+        return error::from_errno(errno, "poll");
+    return std::pair<short, short>{p[0].revents, fd2 >= 0 ? p[1].revents : short{0}};
+}
+
 result<std::vector<std::string>> list_subdirs(int dirfd, const std::string& what)
 {
     // fdopendir takes ownership, so hand it a duplicate.

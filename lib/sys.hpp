@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace cgrun::sys {
@@ -56,6 +57,10 @@ result<wait_status> wait_pidfd(int pidfd, bool peek);
 // ppoll() one fd for `events` for at most `timeout` (negative = forever); EINTR retried.
 // Returns revents (0 on timeout).
 result<short> poll_one(int fd, short events, std::chrono::microseconds timeout);
+
+// ppoll() two fds at once; revents of each (both 0 on timeout). fd2 < 0 is ignored.
+result<std::pair<short, short>> poll_two(int fd1, short events1, int fd2, short events2,
+                                          std::chrono::microseconds timeout);
 
 // Names of the subdirectories of an open directory (not "." / "..").
 result<std::vector<std::string>> list_subdirs(int dirfd, const std::string& what);

@@ -161,7 +161,16 @@ result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono
         return fail(r);
     if ((r = sd().sd_bus_message_append(raw, "(sv)", "Description", "s", req.description.c_str())) < 0)
         return fail(r);
-    if ((r = sd().sd_bus_message_append(raw, "(sv)", "PIDs", "au", 1, static_cast<std::uint32_t>(req.pid))) < 0)
+    if ((r = sd().sd_bus_message_open_container(raw, 'r', "sv")) < 0 ||
+        (r = sd().sd_bus_message_append(raw, "s", "PIDs")) < 0 ||
+        (r = sd().sd_bus_message_open_container(raw, 'v', "au")) < 0 ||
+        (r = sd().sd_bus_message_open_container(raw, 'a', "u")) < 0)
+        return fail(r);
+    for (pid_t pid : req.pids)
+        if ((r = sd().sd_bus_message_append(raw, "u", static_cast<std::uint32_t>(pid))) < 0)
+            return fail(r);
+    if ((r = sd().sd_bus_message_close_container(raw)) < 0 || (r = sd().sd_bus_message_close_container(raw)) < 0 ||
+        (r = sd().sd_bus_message_close_container(raw)) < 0)
         return fail(r);
     // A failed (e.g. timed-out) scope would otherwise stay listed until reset-failed.
     if ((r = sd().sd_bus_message_append(raw, "(sv)", "CollectMode", "s", "inactive-or-failed")) < 0)

@@ -21,7 +21,7 @@ struct scope_request {
     std::string unit;
     std::string description;
     std::string slice;
-    pid_t pid = -1;
+    std::vector<pid_t> pids;
     std::optional<std::uint64_t> runtime_max_usec;
     std::uint64_t timeout_stop_usec = 0;
     int kill_signal = 0;

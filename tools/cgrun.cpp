@@ -103,8 +103,9 @@ result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds
     std::optional<steady_clock::time_point> deadline = timeout ? c.deadline() : std::nullopt;
     bool main_exited = false;
     for (;;) {
-        std::array<pollfd, 2> fds{{{main_exited ? -1 : c.pidfd(), POLLIN, 0},
-                                   {signal_fd, POLLIN, 0}}};
+        std::array<pollfd, 3> fds{{{main_exited ? -1 : c.pidfd(), POLLIN, 0},
+                                   {signal_fd, POLLIN, 0},
+                                   {c.memory_events_fd(), POLLPRI, 0}}};
         auto wait = main_exited ? std::optional<timespec>(timespec{0, 10'000'000}) : poll_timeout(deadline);
         int n = ::ppoll(fds.data(), fds.size(), wait ? &*wait : nullptr, nullptr);
         if (n < 0) {
@@ -123,7 +124,7 @@ result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds
                     terminal.relay_stop();
             }
         }
-        if (n == 0 || fds[0].revents != 0) {
+        if (n == 0 || fds[0].revents != 0 || fds[2].revents != 0) {
             auto done = c.wait_for(milliseconds(0));
             if (!done)
                 return done.error();

@@ -47,6 +47,11 @@ public:
     // Readable (POLLIN) once the main process exited: hook it into an event loop, then
     // call wait_for(0ms). Owned by the child.
     [[nodiscard]] int pidfd() const noexcept;
+    // -1, or an fd (memory.events of the child's cgroup) that signals POLLPRI when the tree
+    // hits its memory limit or is OOM-killed. Event loops that watch pidfd() should watch
+    // it too and call wait_for(0ms) when it fires, so the report can record the OOM kill
+    // and the memory peak before systemd removes an emptied scope.
+    [[nodiscard]] int memory_events_fd() const noexcept;
     [[nodiscard]] const containment_info& containment() const noexcept;
     // When the timeout of the options expires (counted from spawn), if there is one: an
     // event loop should call wait_for(0ms) then.

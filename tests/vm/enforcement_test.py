@@ -1,0 +1,396 @@
+#!/usr/bin/python3
+"""Enforcement tests of the cgrun tool in a QEMU guest with a normally booted systemd.
+
+usage: with-vm.sh [--user NAME] -- python3 enforcement_test.py CGRUN_BINARY root|user
+
+Meant to run in the guest of tests/with-vm.sh: as root in a transient scope with
+Delegate=yes ("root"), or as a non-root user in a logind session whose systemd --user
+manager runs ("user"). There the cgroup2 hierarchy has the memory, pids and cpu
+controllers that this machine's own hierarchy lacks, so limits are really enforced:
+
+  root  MemoryMax=50M OOM-kills a 200 MB allocation (scope; cgroup under a delegated parent,
+        and what -m cgroup does when its parent holds processes); TasksMax=5 makes forks
+        fail and nothing is left; CPUQuota=20% holds a busy loop near 20 %; the report of an
+        ordinary run has memory_peak_bytes; -m auto picks a scope of the system manager.
+  user  a setsid escapee of a timed-out --user scope dies; -m auto picks a scope of the
+        user's manager; MemoryMax=50M is enforced in a user scope; memory_peak_bytes.
+
+Each check prints "ok - NAME" or "FAIL - NAME: why" (with cgrun's report), then a line
+"N passed, N failed". Exit status: 0 when all passed, 1 otherwise, 77 when the
+preconditions are missing (not the guest: no controllers; wrong user).
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+MiB = 1024 * 1024
+LIMIT = 50 * MiB
+PEAK_SLACK = 2 * MiB                # memory.peak may pass memory.max by a few pages
+ALLOC = ["-c", "b = bytearray(200 * 1024 * 1024)"]  # 200 MB, every page touched (zeroed)
+PY = sys.executable or "/usr/bin/python3"
+RUN_TIMEOUT = 120                   # any single cgrun run (TCG is 10-60x slower)
+
+CGRUN = ""
+TMP = ""
+results = []                        # (name, ok, detail)
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+def cgroup2_mount():
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            if fields[sep + 1] == "cgroup2":
+                return fields[4]
+    return None
+
+
+def own_cgroup():
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            if line.startswith("0::"):
+                return line[3:].strip()
+    return None
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class Run:
+    """One cgrun run with --json: exit status, stdout, stderr and the parsed report."""
+
+    counter = 0
+
+    def __init__(self, opts, command, env=None):
+        Run.counter += 1
+        self.json_path = os.path.join(TMP, f"report-{Run.counter}.json")
+        self.argv = [CGRUN, "--json", self.json_path] + opts + ["--"] + command
+        start = time.monotonic()
+        try:
+            p = subprocess.run(self.argv, stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=RUN_TIMEOUT, env=env)
+            self.status, self.out, self.err = p.returncode, p.stdout.decode(errors="replace"), \
+                p.stderr.decode(errors="replace")
+        except subprocess.TimeoutExpired as e:
+            self.status = None
+            self.out = (e.stdout or b"").decode(errors="replace")
+            self.err = (e.stderr or b"").decode(errors="replace") + f"\n[no exit within {RUN_TIMEOUT} s]"
+        self.seconds = time.monotonic() - start
+        try:
+            with open(self.json_path) as f:
+                self.report = json.load(f)
+        except (OSError, ValueError) as e:
+            self.report = None
+            self.err += f"\n[no JSON report: {e}]"
+
+    def __getitem__(self, key):
+        return (self.report or {}).get(key)
+
+    def describe(self):
+        rep = json.dumps(self.report, indent=None) if self.report is not None else "none"
+        return (f"    $ {' '.join(self.argv)}\n    exit status {self.status} after {self.seconds:.1f} s\n"
+                f"    stdout: {self.out.strip()!r}\n    stderr: {self.err.strip()!r}\n    report: {rep}")
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def expect(cond, what, run=None):
+    if not cond:
+        raise CheckFailed(what + ("\n" + run.describe() if run is not None else ""))
+
+
+def check(name):
+    """Decorator: runs the check now, records ok/FAIL and what it said."""
+    def deco(fn):
+        start = time.monotonic()
+        try:
+            detail = fn() or ""
+            ok = True
+        except CheckFailed as e:
+            ok, detail = False, str(e)
+        except Exception as e:  # a bug of the test itself counts as a failure too
+            ok, detail = False, f"{type(e).__name__}: {e}"
+        took = time.monotonic() - start
+        results.append((name, ok, detail))
+        if ok:
+            print(f"ok - {name} ({took:.1f} s){': ' + detail if detail else ''}", flush=True)
+        else:
+            print(f"FAIL - {name} ({took:.1f} s): {detail}", flush=True)
+        return fn
+    return deco
+
+
+def marker_pids(marker):
+    """PIDs whose command line is exactly `sleep MARKER` (our test children)."""
+    want = f"sleep\0{marker}\0".encode()
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f.read() == want:
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+def expect_oom(r, what):
+    expect(r.report is not None, f"{what}: no report", r)
+    expect(r.status == 137, f"{what}: exit status {r.status}, want 137 (128+SIGKILL)", r)
+    expect(r["signal"] == "KILL", f"{what}: signal {r['signal']!r}, want 'KILL'", r)
+    expect(r["oom_killed"] is True, f"{what}: oom_killed {r['oom_killed']!r}, want true", r)
+    peak = r["memory_peak_bytes"]
+    expect(isinstance(peak, int), f"{what}: memory_peak_bytes {peak!r}, want a number", r)
+    expect(LIMIT // 2 <= peak <= LIMIT + PEAK_SLACK,
+           f"{what}: memory_peak_bytes {peak}, want about {LIMIT} (<= {LIMIT + PEAK_SLACK})", r)
+    expect(r["remaining_processes"] == 0, f"{what}: remaining_processes {r['remaining_processes']}", r)
+    return peak
+
+
+def repeat(n, one):
+    """Runs the check `one(i)` n times; all must pass. Says in how many runs it failed."""
+    values, failures = [], []
+    for i in range(n):
+        try:
+            values.append(one(i))
+        except CheckFailed as e:
+            failures.append(f"run {i + 1}: {e}")
+    if failures:
+        raise CheckFailed(f"failed in {len(failures)} of {n} runs; the first: {failures[0]}")
+    return values
+
+
+def oom_runs(opts, n):
+    peaks = repeat(n, lambda i: expect_oom(Run(opts + ["-p", "MemoryMax=50M"], [PY] + ALLOC), "OOM"))
+    return f"exit 137, oom_killed, memory_peak_bytes {peaks} in each of {n} runs"
+
+
+def memory_peak_runs(opts, n):
+    """n ordinary runs: each report must have a positive memory_peak_bytes."""
+    def one(i):
+        r = Run(opts, ["sh", "-c", "sleep 0.3"])
+        expect(r.status == 0 and r.report is not None, f"exit status {r.status}", r)
+        peak = r["memory_peak_bytes"]
+        expect(isinstance(peak, int) and peak > 0, f"memory_peak_bytes {peak!r}, want a number", r)
+        return peak
+    peaks = repeat(n, one)
+    return f"memory_peak_bytes {peaks}"
+
+
+# --- root: limits in scopes and in delegated cgroups -----------------------------------------
+
+def root_checks():
+    mount = cgroup2_mount()
+    mine = own_cgroup()
+    if mount is None or mine is None:
+        print("SKIP: no cgroup2 hierarchy", file=sys.stderr)
+        return SKIP
+    unit_dir = os.path.join(mount, mine.lstrip("/"))
+    controllers = read(os.path.join(mount, "cgroup.controllers")).split()
+    if not {"memory", "pids", "cpu"} <= set(controllers):
+        print(f"SKIP: the cgroup2 root offers {controllers}, not memory, pids and cpu "
+              "(run this in the guest of tests/with-vm.sh)", file=sys.stderr)
+        return SKIP
+    print(f"# own cgroup {mine}; its controllers: {read(os.path.join(unit_dir, 'cgroup.controllers')).strip()}")
+
+    @check("scope: MemoryMax=50M OOM-kills a 200 MB allocation (3 runs)")
+    def _():
+        return oom_runs(["-m", "scope"], 3)
+
+    @check("cgroup: MemoryMax=50M under cgrun's own cgroup, which holds processes, fails clearly")
+    def _():
+        # The library enables the controller in the parent's cgroup.subtree_control; the
+        # kernel refuses that (EBUSY) while the parent itself holds processes (cgrun, us).
+        r = Run(["-m", "cgroup", "-p", "MemoryMax=50M"], [PY] + ALLOC)
+        expect(r.status == 125, f"exit status {r.status}, want 125 (cgrun failed)", r)
+        err = r["error"] or ""
+        expect("memory" in err and "busy" in err.lower(),
+               f"error {err!r}, want one about enabling the memory controller (EBUSY)", r)
+        expect(r["pid"] is None, "a command was started", r)
+        return f"exit 125, error {err!r}"
+
+    # Move ourselves into a leaf: our delegated unit cgroup then holds no process, and the
+    # cgroup method can enable controllers in it (--cgroup-parent).
+    leaf = os.path.join(unit_dir, "test-runner")
+    os.makedirs(leaf, exist_ok=True)
+    with open(os.path.join(leaf, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+    parent = ["-m", "cgroup", "--cgroup-parent", mine]
+
+    @check("cgroup: MemoryMax=50M under a delegated parent that holds no process (3 runs)")
+    def _():
+        said = oom_runs(parent, 3)
+        sub = read(os.path.join(unit_dir, "cgroup.subtree_control")).split()
+        expect("memory" in sub, f"memory not enabled in {mine}/cgroup.subtree_control: {sub}")
+        return said
+
+    forker = ("import subprocess, sys\n"
+              "ok = failed = 0\n"
+              "for i in range(20):\n"
+              "    try:\n"
+              "        subprocess.Popen(['sleep', sys.argv[1]], stdin=subprocess.DEVNULL)\n"
+              "        ok += 1\n"
+              "    except BlockingIOError:\n"
+              "        failed += 1\n"
+              "print(ok, failed)\n")
+
+    def tasks_check(method_opts, marker):
+        r = Run(method_opts + ["-p", "TasksMax=5", "-t", "60"], [PY, "-c", forker, marker])
+        expect(r.status == 0, f"exit status {r.status}, want 0", r)
+        m = re.fullmatch(r"(\d+) (\d+)\s*", r.out)
+        expect(m is not None, "no 'OK FAILED' counts on stdout", r)
+        ok, failed = int(m[1]), int(m[2])
+        # 5 tasks: the forker itself and at most 4 sleeps
+        expect(1 <= ok <= 4 and failed == 20 - ok, f"{ok} forks worked and {failed} failed, "
+               "want 1 to 4 and the rest", r)
+        expect(r["remaining_processes"] == 0, f"remaining_processes {r['remaining_processes']}", r)
+        expect(r["kill"] is not None, "kill is null: the sleeps left behind were not stopped", r)
+        left = marker_pids(marker)
+        expect(not left, f"sleeps still alive after the run: {left}", r)
+        return f"{ok} forks worked, {failed} failed (EAGAIN), none left, {r.seconds:.1f} s"
+
+    @check("scope: TasksMax=5 makes forks of 20 sleeps fail, the run ends, nothing left")
+    def _():
+        return tasks_check(["-m", "scope"], "271")
+
+    @check("cgroup: TasksMax=5 makes forks of 20 sleeps fail, the run ends, nothing left")
+    def _():
+        return tasks_check(parent, "272")
+
+    busy = ["sh", "-c", "while :; do :; done"]
+
+    def cpu_share(opts):
+        r = Run(opts + ["-t", "3"], busy)
+        expect(r.status == 124 and r["timed_out"] is True, f"exit status {r.status}, want 124", r)
+        wall = r["wall_time_ms"]
+        cpu = r["cpu_user_ms"] + r["cpu_system_ms"]
+        expect(wall >= 2900, f"wall_time_ms {wall}, want >= 3000", r)
+        return cpu / wall, r
+
+    @check("scope: CPUQuota=20% holds a 3 s busy loop at about 20 % (without: far more)")
+    def _():
+        share, r = cpu_share(["-m", "scope", "-p", "CPUQuota=20%"])
+        expect(0.05 <= share <= 0.27, f"CPU time is {share:.0%} of the wall time, want about 20 % "
+               "(5 % to 27 %)", r)
+        free, r2 = cpu_share(["-m", "scope"])
+        expect(free >= 0.5, f"without CPUQuota the loop got only {free:.0%} of the wall time", r2)
+        return f"{share:.1%} with CPUQuota=20%, {free:.1%} without"
+
+    @check("cgroup: CPUQuota=20% holds a 3 s busy loop at about 20 %")
+    def _():
+        share, r = cpu_share(parent + ["-p", "CPUQuota=20%"])
+        expect(0.05 <= share <= 0.27, f"CPU time is {share:.0%} of the wall time, want about 20 % "
+               "(5 % to 27 %)", r)
+        return f"{share:.1%}"
+
+    @check("auto as root picks a scope of the system manager")
+    def _():
+        r = Run(["-m", "auto"], ["true"])
+        expect(r.status == 0 and r["method"] == "scope", f"method {r['method']!r}, want 'scope'", r)
+        expect(r["fallbacks"] == [], f"fallbacks {r['fallbacks']}", r)
+        expect(bool(re.fullmatch(r"cgrun-.+\.scope", r["unit"] or "")), f"unit {r['unit']!r}", r)
+        expect((r["cgroup"] or "").startswith("/system.slice/"), f"cgroup {r['cgroup']!r}", r)
+        return f"unit {r['unit']}, cgroup {r['cgroup']}"
+
+    @check("cgroup: an ordinary run reports memory_peak_bytes (5 runs)")
+    def _():
+        return memory_peak_runs(parent, 5)
+
+    @check("scope (auto): an ordinary run reports memory_peak_bytes (5 runs)")
+    def _():
+        return memory_peak_runs([], 5)
+
+    return None
+
+
+# --- user: a scope of the user's own manager ------------------------------------------------
+
+def user_checks():
+    uid = os.getuid()
+    if uid == 0:
+        print("SKIP: the user checks must run as a non-root user (with-vm.sh --user NAME)",
+              file=sys.stderr)
+        return SKIP
+    if not os.path.exists(f"/run/user/{uid}/bus"):
+        print(f"SKIP: no user bus at /run/user/{uid}/bus (no systemd --user manager)", file=sys.stderr)
+        return SKIP
+    prefix = f"/user.slice/user-{uid}.slice/user@{uid}.service/"
+    print(f"# uid {uid}, own cgroup {own_cgroup()}")
+
+    @check("user scope: a setsid escapee of a timed-out command dies (-t 1)")
+    def _():
+        pidfile = os.path.join(TMP, "escapee.pid")
+        r = Run(["--user", "-m", "scope", "-t", "1"],
+                ["sh", "-c", f"setsid sleep 313 & echo $! >{pidfile}; sleep 314"])
+        expect(r.status == 124, f"exit status {r.status}, want 124", r)
+        expect(r["timed_out"] is True, "timed_out is not true", r)
+        expect(r["method"] == "scope", f"method {r['method']!r}, want 'scope'", r)
+        expect(bool(re.fullmatch(r"cgrun-.+\.scope", r["unit"] or "")), f"unit {r['unit']!r}", r)
+        expect((r["cgroup"] or "").startswith(prefix), f"cgroup {r['cgroup']!r}, want under {prefix}", r)
+        expect(r["remaining_processes"] == 0, f"remaining_processes {r['remaining_processes']}", r)
+        pid = int(read(pidfile).strip() or 0)
+        expect(pid > 0, "the command did not write the escapee's pid", r)
+        expect(read(f"/proc/{pid}/cmdline") != "sleep\0" "313\0", f"the escapee {pid} is alive", r)
+        left = marker_pids("313") + marker_pids("314")
+        expect(not left, f"still alive: {left}", r)
+        return f"exit 124, escapee {pid} dead, unit {r['unit']}"
+
+    @check("auto as non-root picks a scope on the user bus")
+    def _():
+        r = Run(["-m", "auto"], ["true"])
+        expect(r.status == 0, f"exit status {r.status}", r)
+        expect(r["method"] == "scope", f"method {r['method']!r}, want 'scope'", r)
+        expect(bool(re.fullmatch(r"cgrun-.+\.scope", r["unit"] or "")), f"unit {r['unit']!r}", r)
+        expect((r["cgroup"] or "").startswith(prefix),
+               f"cgroup {r['cgroup']!r}, want a scope of the user manager (under {prefix})", r)
+        return f"unit {r['unit']}, fallbacks {[f['method'] for f in r['fallbacks']]}"
+
+    @check("user scope: MemoryMax=50M OOM-kills a 200 MB allocation (3 runs)")
+    def _():
+        return oom_runs(["--user", "-m", "scope"], 3)
+
+    @check("user scope: an ordinary run reports memory_peak_bytes (5 runs)")
+    def _():
+        return memory_peak_runs(["--user", "-m", "scope"], 5)
+
+    return None
+
+
+def main():
+    global CGRUN, TMP
+    if len(sys.argv) != 3 or sys.argv[2] not in ("root", "user"):
+        print(__doc__.splitlines()[2].strip(), file=sys.stderr)
+        return 2
+    CGRUN = os.path.abspath(sys.argv[1])
+    if not os.access(CGRUN, os.X_OK):
+        print(f"SKIP: {CGRUN} is not executable", file=sys.stderr)
+        return SKIP
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cgrun-vm-test-") as TMP:
+        rc = root_checks() if sys.argv[2] == "root" else user_checks()
+    if rc is not None:
+        return rc
+    failed = sum(1 for _, ok, _ in results if not ok)
+    print(f"# {sys.argv[2]} checks took {time.monotonic() - start:.1f} s")
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
