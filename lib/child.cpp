@@ -5,7 +5,6 @@
 #include "limits.hpp"
 #include "unit_name.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
@@ -37,33 +36,6 @@ bool pidfd_group_signals_work(int pidfd)
     return ok;
 }
 
-// Members of process group `pgid` other than zombies, by a /proc scan. Only used where the
-// kernel lacks PIDFD_SIGNAL_PROCESS_GROUP.
-int group_members(pid_t pgid)
-{
-    int n = 0;
-    DIR* d = ::opendir("/proc");
-    if (!d)
-        return 0;
-    while (struct dirent* e = ::readdir(d)) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        auto stat = sys::read_file(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
-        if (!stat)
-            continue;
-        auto close = stat->rfind(')');
-        if (close == std::string::npos)
-            continue;
-        char state = 0;
-        int ppid = 0, pg = 0;
-        if (std::sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pg) == 3 && pg == pgid &&
-            state != 'Z' && state != 'X')
-            ++n;
-    }
-    ::closedir(d);
-    return n;
-}
-
 // ---- method attempts --------------------------------------------------------------------
 
 struct attempt_failure {
@@ -79,10 +51,7 @@ void discard_child(detail::spawned& s)
     // The child is held before exec (or already failed): kill and reap it.
     if (s.pidfd) {
         (void)sys::pidfd_send_signal(s.pidfd.get(), SIGKILL);
-        siginfo_t si{};
-        while (::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(s.pidfd.get()), &si, WEXITED) < 0 &&
-               errno == EINTR) {
-        }
+        sys::reap_pidfd(s.pidfd.get());
     }
     s.pidfd.reset();
 }
@@ -472,11 +441,11 @@ result<bool> tree_alive(child_state& st)
             return false;
         // The group still has members, but killed ones stay zombies until their new parent
         // (init or a subreaper) reaps them, which some inits do only now and then.
-        return group_members(st.pid) > 0;
+        return sys::group_members(st.pid) > 0;
     }
     if (auto r = collect(st, true); !r)
         return r.error();
-    return group_members(st.pid) > 0;
+    return sys::group_members(st.pid) > 0;
 }
 
 void signal_tree(child_state& st, int sig)
@@ -557,7 +526,7 @@ int count_remaining(child_state& st)
     }
     if (pidfd_group_signals_work(st.pidfd.get()) && sys::pidfd_signal_group(st.pidfd.get(), 0) != 0)
         return 0;
-    return group_members(st.pid);
+    return sys::group_members(st.pid);
 }
 
 // The run is over (the main process exited, or the tree was stopped): reap, measure,

@@ -375,10 +375,7 @@ void stop_sentinel(sentinel& s) noexcept
     if (!s.pidfd)
         return;
     s.release.reset();
-    siginfo_t si{};
-    while (::waitid(static_cast<idtype_t>(3 /* P_PIDFD */), static_cast<id_t>(s.pidfd.get()), &si, WEXITED) < 0 &&
-           errno == EINTR) {
-    }
+    sys::reap_pidfd(s.pidfd.get());
     s.pidfd.reset();
     s.pid = -1;
 }

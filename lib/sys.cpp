@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <thread>
 
 #ifndef P_PIDFD
@@ -220,6 +221,38 @@ result<std::vector<std::string>> list_subdirs(int dirfd, const std::string& what
 bool exists_at(int at, const std::string& path) noexcept
 {
     return ::faccessat(at, path.c_str(), F_OK, 0) == 0;
+}
+
+void reap_pidfd(int pidfd) noexcept
+{
+    siginfo_t si{};
+    while (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &si, WEXITED) < 0 && errno == EINTR) {
+    }
+}
+
+int group_members(pid_t pgid)
+{
+    int n = 0;
+    DIR* d = ::opendir("/proc");
+    if (!d)
+        return 0;
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        auto stat = sys::read_file(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
+        if (!stat)
+            continue;
+        auto close = stat->rfind(')');
+        if (close == std::string::npos)
+            continue;
+        char state = 0;
+        int ppid = 0, pg = 0;
+        if (std::sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pg) == 3 && pg == pgid &&
+            state != 'Z' && state != 'X')
+            ++n;
+    }
+    ::closedir(d);
+    return n;
 }
 
 int kill_pid(pid_t pid, int sig) noexcept

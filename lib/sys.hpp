@@ -54,6 +54,13 @@ struct wait_status {
 // waitid(P_PIDFD) with WEXITED|WNOHANG (and WNOWAIT when `peek`); rusage via the raw syscall.
 result<wait_status> wait_pidfd(int pidfd, bool peek);
 
+// Blocks until the process behind the pidfd exited and reaps it (EINTR retried).
+void reap_pidfd(int pidfd) noexcept;
+
+// Live (not zombie) members of process group `pgid`, by a scan of /proc: killed members stay
+// zombies until their new parent reaps them, which a PIDFD_SIGNAL_PROCESS_GROUP probe counts.
+int group_members(pid_t pgid);
+
 // ppoll() one fd for `events` for at most `timeout` (negative = forever); EINTR retried.
 // Returns revents (0 on timeout).
 result<short> poll_one(int fd, short events, std::chrono::microseconds timeout);
