@@ -447,7 +447,8 @@ class StopSignals(CgrunTestCase):
         esc_file, main_file, report = f"esc-{sig}", f"main-{sig}", self.path(f"r-{sig}.json")
         proc = self.start_cgrun(list(extra) + ["--json", report, "--", SH, "-c",
                                                self.escapee(esc_file) +
-                                               f"echo $$ > {self.path(main_file)}; exec sleep 60"])
+                                               f"echo $$ > {self.path(main_file)}.tmp && mv {self.path(main_file)}.tmp {self.path(main_file)}; "
+                                               f"exec sleep 60"])
         esc = self.watch(esc_file)
         main = self.watch(main_file)
         start = time.monotonic()
@@ -713,7 +714,8 @@ class Terminal(CgrunTestCase):
 
     def test_ctrl_c_reaches_the_command(self):
         pid, fd = self.spawn_in_pty([CGRUN, "-t", "10", SH, "-c",
-                                     f"echo $$ > {self.path('main')}; sleep 10; echo survived"])
+                                     f"echo $$ > {self.path('main')}.tmp && mv {self.path('main')}.tmp {self.path('main')}; "
+                                     f"sleep 10; echo survived"])
         main = self.watch("main")
         os.write(fd, b"\x03")
         out, rc = self.finish(pid, fd)

@@ -122,8 +122,14 @@ def ensure_user(port, name, deadline):
     state = ""
     while time.monotonic() < deadline:
         state = run_quiet(["systemctl", "is-active", unit]).stdout.strip()
+        # The manager owns org.freedesktop.systemd1 on its bus a little after the unit is
+        # active: wait for the name, or the first `cgrun --user` finds nobody there.
         if state == "active" and os.path.exists(bus):
-            return
+            probe = run_quiet(["runuser", "-u", name, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{uid}",
+                               f"DBUS_SESSION_BUS_ADDRESS=unix:path={bus}", "busctl", "--user", "status",
+                               "org.freedesktop.systemd1"])
+            if probe.returncode == 0:
+                return
         if state == "failed":
             break
         time.sleep(0.1)
