@@ -203,3 +203,34 @@ TEST_CASE("a process forked after using the scope method can use it too")
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
 }
+
+TEST_CASE("a stalled bus costs the bus timeout, not 25 s, and auto falls back to a cgroup")
+{
+    if (method_under_test() != method::scope)
+        return;
+    REQUIRE(run(base_options({"true"})).has_value()); // connected before the stall
+    std::string pid_text = unit_property("dbus.service", "MainPID");
+    int dbus = std::atoi(pid_text.c_str());
+    REQUIRE(dbus > 1);
+    REQUIRE(::kill(dbus, SIGSTOP) == 0);
+    auto o = base_options({"true"});
+    o.containment = method::automatic;
+    o.bus_timeout = 300ms;
+    auto start = std::chrono::steady_clock::now();
+    auto r = run(o);
+    auto took = std::chrono::steady_clock::now() - start;
+    ::kill(dbus, SIGCONT);
+    REQUIRE(r.has_value());
+    CHECK(r->used == method::cgroup);
+    REQUIRE(r->fallbacks.size() == 1);
+    CHECK(r->fallbacks[0].tried == method::scope);
+    CHECK(r->fallbacks[0].reason.find("StartTransientUnit") != std::string::npos);
+    CHECK(took < 2s);
+    CHECK(r->remaining_processes == 0);
+    int status;
+    CHECK(::waitpid(-1, &status, WNOHANG) <= 0); // the held child of the failed attempt was reaped
+    // The bus works again afterwards.
+    auto after = run(base_options({"true"}));
+    REQUIRE(after.has_value());
+    CHECK(after->used == method::scope);
+}
