@@ -281,47 +281,45 @@ result<void> cgroup_dir::write(const std::string& file, const std::string& value
 }
 
 namespace {
-result<void> remove_tree(int parent_fd, int fd, const std::string& name, const std::string& path)
+// rmdir of `rel` (relative to the mount), removing sub-cgroups the payload made first.
+result<void> remove_tree(int mount_fd, int fd, const std::string& rel, const std::string& path)
 {
-    if (auto subs = sys::list_subdirs(fd, path)) {
-        for (auto& sub : *subs) {
-            auto sfd = sys::open_dir(fd, sub);
-            if (!sfd)
-                continue;
-            if (auto r = remove_tree(fd, sfd->get(), sub, path + "/" + sub); !r)
-                return r;
-        }
-    }
     // rmdir of a just-emptied cgroup can fail with EBUSY for a few ms while exiting tasks
-    // are still being detached from it.
+    // are still being detached from it; EBUSY is also what a cgroup with children gives.
     auto until = sys::now() + 2s;
+    bool children_removed = false;
     for (auto step = 100us;; step = std::min<std::chrono::microseconds>(step * 2, 10ms)) {
-        int e = sys::remove_dir(parent_fd, name);
+        int e = sys::remove_dir(mount_fd, rel);
         if (e == 0 || e == ENOENT)
             return {};
         if (e != EBUSY || sys::now() >= until)
             return error::from_errno(e, "rmdir " + path);
+        if (!children_removed) {
+            children_removed = true;
+            if (auto subs = sys::list_subdirs(fd, path)) {
+                for (auto& sub : *subs) {
+                    auto sfd = sys::open_dir(fd, sub);
+                    if (!sfd)
+                        continue;
+                    if (auto r = remove_tree(mount_fd, sfd->get(), rel + "/" + sub, path + "/" + sub); !r)
+                        return r;
+                }
+                if (!subs->empty())
+                    continue; // retry at once
+            }
+        }
         sys::sleep_for(step);
     }
-}
-
-std::string parent_of(const std::string& path)
-{
-    auto pos = path.rfind('/');
-    return pos == 0 || pos == std::string::npos ? "/" : path.substr(0, pos);
 }
 } // namespace
 
 result<void> cgroup_dir::remove(int mount_fd)
 {
-    auto parent = parent_of(path_);
-    auto rel = relative_cgroup_path(parent);
-    auto pfd = sys::open_dir(mount_fd, rel && !rel->empty() ? *rel : ".");
-    if (!pfd)
-        return error{pfd.error().code, "open cgroup " + parent};
-    auto name = path_.substr(path_.rfind('/') + 1);
+    auto rel = relative_cgroup_path(path_);
+    if (!rel || rel->empty())
+        return error::make(errc::invalid_argument, "remove cgroup " + path_);
     events_.reset();
-    auto r = remove_tree(pfd->get(), dir_.get(), name, path_);
+    auto r = remove_tree(mount_fd, dir_.get(), *rel, path_);
     if (r)
         dir_.reset();
     return r;

@@ -136,11 +136,18 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     // systemd removes a scope's cgroup the moment it is empty, before we could read its
     // final memory.peak and memory.events: where there is a memory controller, a sentinel
     // keeps it populated until the main process's exit has been sampled.
+    // Gives up this attempt: the held child and the sentinel die, the scope (if systemd
+    // made one) is stopped.
+    auto abandon = [&](bool stop_unit) {
+        discard_child(*sp);
+        detail::stop_sentinel(st.keeper);
+        if (stop_unit)
+            detail::stop_scope(**mgr, unit, o.bus_timeout);
+    };
     if (memory_controller_available()) {
         auto keeper = detail::start_sentinel();
         if (!keeper) {
-            discard_child(*sp);
-        detail::stop_sentinel(st.keeper);
+            abandon(false);
             return attempt_failure{keeper.error(), false};
         }
         sr.pids.push_back(keeper->pid);
@@ -156,8 +163,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
         sr.u64_properties.emplace_back(l.property, l.property_value);
 
     if (auto started = detail::start_scope(**mgr, sr, o.bus_timeout); !started) {
-        discard_child(*sp);
-        detail::stop_sentinel(st.keeper);
+        abandon(false);
         // The scope may exist with our (now dead) child: it empties and systemd collects it.
         return attempt_failure{started.error(), false};
     }
@@ -167,27 +173,21 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     auto cgpath = detail::process_cgroup(sp->pid);
     if (!cgpath || cgpath->size() < unit.size() ||
         cgpath->compare(cgpath->size() - unit.size(), unit.size(), unit) != 0) {
-        discard_child(*sp);
-        detail::stop_sentinel(st.keeper);
-        detail::stop_scope(**mgr, unit, o.bus_timeout);
+        abandon(true);
         return attempt_failure{error::make(errc::scope_failed, "scope " + unit + ": the child is in " +
                                                                    (cgpath ? *cgpath : std::string("no cgroup"))),
                                false};
     }
     auto cg = detail::cgroup_dir::open(root->fd, *cgpath);
     if (!cg) {
-        discard_child(*sp);
-        detail::stop_sentinel(st.keeper);
-        detail::stop_scope(**mgr, unit, o.bus_timeout);
+        abandon(true);
         return attempt_failure{error::make(errc::scope_failed, "scope " + unit + ": " + cg.error().message()), false};
     }
     // systemd accepts limit properties even where the controller is missing and then
     // silently does not enforce them: check that the scope got the files.
     for (auto& l : limits) {
         if (!cg->has_file(l.file)) {
-            discard_child(*sp);
-        detail::stop_sentinel(st.keeper);
-            detail::stop_scope(**mgr, unit, o.bus_timeout);
+            abandon(true);
             return attempt_failure{error::make(errc::controller_unavailable,
                                                l.property + " needs the " + l.controller +
                                                    " controller, which is not available in " + *cgpath),
@@ -270,7 +270,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
             return attempt_failure{error::make(errc::cgroup_not_delegated, e.message()), false};
         return attempt_failure{e, false};
     }
-    auto cleanup = [&] { (void)cg->remove(root->fd); };
+    auto remove_leaf = [&] { (void)cg->remove(root->fd); };
 
     if (!limits.empty()) {
         auto rel = detail::relative_cgroup_path(parent);
@@ -282,7 +282,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
                 if (c == '\n')
                     c = ' ';
             if (avail.find(" " + l.controller + " ") == std::string::npos) {
-                cleanup();
+                remove_leaf();
                 return attempt_failure{error::make(errc::controller_unavailable,
                                                    l.property + " needs the " + l.controller +
                                                        " controller, which is not available in " + parent),
@@ -293,7 +293,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
                 // itself holds processes (the "no internal processes" rule), e.g. our own cgroup.
                 auto w = sys::write_file(pfd->get(), "cgroup.subtree_control", "+" + l.controller);
                 if (!w) {
-                    cleanup();
+                    remove_leaf();
                     return attempt_failure{error::make(errc::controller_unavailable,
                                                        "enable the " + l.controller + " controller in " + parent +
                                                            ": " + w.error().message()),
@@ -301,7 +301,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
                 }
             }
             if (auto w = cg->write(l.file, l.file_value); !w) {
-                cleanup();
+                remove_leaf();
                 return attempt_failure{error::make(errc::controller_unavailable, w.error().message()), true};
             }
         }
@@ -311,7 +311,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
     req.cgroup_fd = cg->fd();
     auto sp = detail::start_process(std::move(req));
     if (!sp) {
-        cleanup();
+        remove_leaf();
         return attempt_failure{sp.error(), is_fatal(sp.error())};
     }
     if (!sp->in_cgroup) {
@@ -319,7 +319,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
         // since 6.0): that is why CLONE_INTO_CGROUP is tried first.
         if (auto w = cg->write("cgroup.procs", std::to_string(sp->pid)); !w) {
             discard_child(*sp);
-            cleanup();
+            remove_leaf();
             return attempt_failure{error::make(errc::cgroup_not_delegated, w.error().message()), false};
         }
     }
@@ -498,7 +498,8 @@ void stop_tree(child_state& st, const kill_policy& policy)
         k.escalated = !empty;
     }
     if (!empty) {
-        sample_cgroup(st);
+        if (k.graceful_signal)
+            sample_cgroup(st); // what the grace period added
         if (st.cg.valid()) {
             auto mech = st.cg.kill_all();
             if (!mech)

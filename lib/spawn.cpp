@@ -353,6 +353,10 @@ result<sentinel> start_sentinel()
         // Hold no descriptor of the parent's (a pipe end kept here would delay someone's EOF).
         close_from(3, static_cast<unsigned>(keep) - 1);
         close_from(static_cast<unsigned>(keep) + 1, ~0U);
+        // Only SIGKILL (cgroup.kill) may end it early: no handler of the parent's may run here.
+        sigset_t all;
+        sigfillset(&all);
+        (void)::sigprocmask(SIG_SETMASK, &all, nullptr);
         // An OOM kill of the whole cgroup (memory.oom.group) spares OOM_SCORE_ADJ_MIN tasks:
         // the sentinel must outlive it to be of use. Needs CAP_SYS_RESOURCE; best effort.
         int adj = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);

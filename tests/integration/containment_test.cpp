@@ -473,3 +473,29 @@ TEST_CASE("a task that cannot die in time gives a bounded report, and a later wa
     CHECK(proc_state(again->pid) == 0); // reaped
     ::rmdir(fz.c_str());
 }
+
+TEST_CASE("sub-cgroups the payload made are killed and removed with its cgroup")
+{
+    if (method_under_test() != method::cgroup)
+        return;
+    temp_dir t;
+    auto f = t.file("pids");
+    // The payload (root) makes a child cgroup of its own and moves a daemon into it.
+    auto o = base_options({"sh", "-c",
+                           "cg=$(sed -n 's/^0:://p' /proc/self/cgroup); mkdir \"$MNT$cg/sub\" && "
+                           "setsid sh -c \"echo \\$\\$ > $MNT$cg/sub/cgroup.procs; echo \\$\\$ >> " + f +
+                               "; exec sleep 100\" & exec sleep 100"});
+    o.env = std::vector<std::string>{"PATH=/usr/bin:/bin", "MNT=" + cgroup2_mount()};
+    auto c = spawn(o);
+    REQUIRE(c.has_value());
+    auto pids = wait_for_pids(f, 1);
+    REQUIRE(pids.size() == 1);
+    for (int i = 0; i < 200 && proc_cgroup(pids[0]) != *c->containment().cgroup + "/sub"; ++i)
+        std::this_thread::sleep_for(5ms);
+    REQUIRE(proc_cgroup(pids[0]) == *c->containment().cgroup + "/sub");
+    auto r = c->kill();
+    REQUIRE(r.has_value());
+    CHECK_FALSE(alive(pids[0]));
+    CHECK_FALSE(r->error.has_value());
+    CHECK_FALSE(std::filesystem::exists(cgroup2_mount() + *r->cgroup));
+}
