@@ -121,6 +121,11 @@ bool wait_gone(int pid, int timeout_ms)
     return !alive(pid);
 }
 
+bool exited(int pid)
+{
+    return wait_gone(pid, 1000);
+}
+
 std::string proc_cgroup(int pid)
 {
     auto c = detail::unified_cgroup(slurp("/proc/" + std::to_string(pid) + "/cgroup"));

@@ -35,6 +35,11 @@ std::vector<int> wait_for_pids(const std::string& file, size_t n, int timeout_ms
 bool alive(int pid);
 // Waits (bounded) until pid is gone; true if it is.
 bool wait_gone(int pid, int timeout_ms = 3000);
+// After a kill: true once pid is gone or a zombie, waiting at most 1 s. The kernel reports
+// `populated 0` when a dying task leaves its cgroup (cgroup_exit), after it has dropped its memory
+// and files but just before exit_notify turns it into a zombie; /proc can show it as 'R' for that
+// moment, longer on a loaded machine. A process that survived the kill fails this.
+bool exited(int pid);
 // State letter from /proc/<pid>/stat ('R', 'S', 'T', 'Z'...), 0 if gone.
 char proc_state(int pid);
 // cgroup2 path of a process ("/..."), empty if gone.
