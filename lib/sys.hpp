@@ -40,6 +40,14 @@ struct pipe_fds {
 result<pipe_fds> make_pipe(int extra_flags = 0);
 
 result<unique_fd> pidfd_open(pid_t pid);
+
+// clone3() with CLONE_VM | CLONE_VFORK on a stack of its own, as posix_spawn does: the caller's
+// page tables are not copied, and the calling thread sleeps until the child execs or exits. The
+// child runs fn(arg), which must end in execve or _exit and make only async-signal-safe calls.
+// `flags` are added (CLONE_PIDFD writes *pidfd, CLONE_INTO_CGROUP uses cgroup_fd). All signals
+// are blocked around the call, so none of the caller's handlers can run in the child.
+// Returns the pid or -errno; -ENOSYS where no trampoline exists here (only x86_64 has one).
+pid_t clone3_vfork(std::uint64_t flags, int* pidfd, int cgroup_fd, void (*fn)(void*), void* arg) noexcept;
 // 0 or -errno.
 int pidfd_send_signal(int pidfd, int sig, unsigned flags = 0) noexcept;
 // Signals the process group led by the pidfd's process (kernel >= 6.9); -EINVAL before.
