@@ -498,31 +498,16 @@ struct variant {
     std::optional<cgrun::method> lib; // library variants
 };
 
-json bench_overhead(config& cfg)
+// Runs every variant `n` times (after the warm-up), shuffled round-robin so that load spikes hit
+// all of them alike.
+json interleaved(config& cfg, std::vector<variant>& vs, int n)
 {
-    std::string truep = "/bin/true";
-    std::vector<variant> vs;
-    vs.push_back({"bare", "posix_spawn + wait4 /bin/true", {truep}, {}});
-    vs.push_back({"timeout", "timeout 10 true", {find_program("timeout"), "10", "true"}, {}});
-    if (cfg.systemd()) {
-        vs.push_back({"systemd-run", "systemd-run --scope --quiet -- true",
-                      {find_program("systemd-run"), "--scope", "--quiet", "--", "true"}, {}});
-        vs.push_back({"cli-scope", "cgrun -m scope -- true", {cfg.cgrun, "-m", "scope", "--", "true"}, {}});
-    }
-    vs.push_back({"cli-cgroup", "cgrun -m cgroup -- true", {cfg.cgrun, "-m", "cgroup", "--", "true"}, {}});
-    vs.push_back({"cli-pgroup", "cgrun -m pgroup -- true", {cfg.cgrun, "-m", "pgroup", "--", "true"}, {}});
-    if (cfg.systemd())
-        vs.push_back({"lib-scope", "cgrun::run, scope (one process)", {}, cgrun::method::scope});
-    vs.push_back({"lib-cgroup", "cgrun::run, cgroup (one process)", {}, cgrun::method::cgroup});
-    vs.push_back({"lib-pgroup", "cgrun::run, pgroup (one process)", {}, cgrun::method::pgroup});
-
     std::map<std::string, std::vector<double>> times;
     std::map<std::string, int> failures;
     std::vector<size_t> order(vs.size());
     for (size_t i = 0; i < order.size(); ++i)
         order[i] = i;
-    note("overhead: " + std::to_string(vs.size()) + " variants x " + std::to_string(cfg.overhead_n) + " runs");
-    for (int round = -cfg.overhead_warmup; round < cfg.overhead_n; ++round) {
+    for (int round = -cfg.overhead_warmup; round < n; ++round) {
         std::shuffle(order.begin(), order.end(), cfg.rng);
         for (size_t i : order) {
             auto& v = vs[i];
@@ -554,6 +539,50 @@ json bench_overhead(config& cfg)
         j["failures"] = failures[v.name];
         out[v.name] = j;
     }
+    return out;
+}
+
+json bench_overhead(config& cfg)
+{
+    std::string truep = "/bin/true";
+    std::vector<variant> vs;
+    vs.push_back({"bare", "posix_spawn + wait4 /bin/true", {truep}, {}});
+    vs.push_back({"timeout", "timeout 10 true", {find_program("timeout"), "10", "true"}, {}});
+    if (cfg.systemd()) {
+        vs.push_back({"systemd-run", "systemd-run --scope --quiet -- true",
+                      {find_program("systemd-run"), "--scope", "--quiet", "--", "true"}, {}});
+        vs.push_back({"cli-scope", "cgrun -m scope -- true", {cfg.cgrun, "-m", "scope", "--", "true"}, {}});
+    }
+    vs.push_back({"cli-cgroup", "cgrun -m cgroup -- true", {cfg.cgrun, "-m", "cgroup", "--", "true"}, {}});
+    vs.push_back({"cli-pgroup", "cgrun -m pgroup -- true", {cfg.cgrun, "-m", "pgroup", "--", "true"}, {}});
+    if (cfg.systemd())
+        vs.push_back({"lib-scope", "cgrun::run, scope (one process)", {}, cgrun::method::scope});
+    vs.push_back({"lib-cgroup", "cgrun::run, cgroup (one process)", {}, cgrun::method::cgroup});
+    vs.push_back({"lib-pgroup", "cgrun::run, pgroup (one process)", {}, cgrun::method::pgroup});
+
+    note("overhead: " + std::to_string(vs.size()) + " variants x " + std::to_string(cfg.overhead_n) + " runs");
+    return interleaved(cfg, vs, cfg.overhead_n);
+}
+
+// The same library runs from a spawner with 256 MiB mapped and touched, as a service embedding
+// the library would be: a fork copies the page tables of all of it, a vfork none.
+json bench_big_spawner(config& cfg)
+{
+    constexpr size_t mib = 256;
+    std::vector<char> ballast(mib << 20);
+    for (size_t i = 0; i < ballast.size(); i += 4096)
+        ballast[i] = 1;
+    std::vector<variant> vs;
+    vs.push_back({"bare", "posix_spawn + wait4 /bin/true", {"/bin/true"}, {}});
+    if (cfg.systemd())
+        vs.push_back({"lib-scope", "cgrun::run, scope", {}, cgrun::method::scope});
+    vs.push_back({"lib-cgroup", "cgrun::run, cgroup", {}, cgrun::method::cgroup});
+    vs.push_back({"lib-pgroup", "cgrun::run, pgroup", {}, cgrun::method::pgroup});
+    int n = std::max(10, cfg.overhead_n / 2);
+    note("spawner with " + std::to_string(mib) + " MiB: " + std::to_string(vs.size()) + " variants x " +
+         std::to_string(n) + " runs");
+    json out = interleaved(cfg, vs, n);
+    out["ballast_mib"] = mib;
     return out;
 }
 
@@ -1242,8 +1271,10 @@ int cmd_run(config& cfg)
     json res;
     res["meta"] = meta(cfg);
     auto t0 = clk::now();
-    if (cfg.sections.count("overhead"))
+    if (cfg.sections.count("overhead")) {
         res["overhead"] = bench_overhead(cfg);
+        res["big_spawner"] = bench_big_spawner(cfg);
+    }
     if (cfg.sections.count("kill"))
         res["kill"] = bench_kill(cfg);
     if (cfg.sections.count("throughput"))
@@ -1362,6 +1393,21 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
         std::string r2 = fmt(num(S, {"memory", "peak_rss_kib", n, "median"}), 0);
         md << "| " << lab->get<std::string>() << " | " << mp(H, {"overhead", n, "ms"}, 3) << " | "
            << mp(S, {"overhead", n, "ms"}, 3) << " | " << (r1 == "-" && r2 == "-" ? "-" : r1 + " / " + r2) << " |\n";
+    }
+
+    md << "\n### The same runs from a spawner with 256 MiB mapped (ms)\n\n"
+          "A service that embeds the library is rarely small. cgrun spawns with `clone3(CLONE_VM | "
+          "CLONE_VFORK)` unless the child must be held before exec (scope method, cgroup.procs fallback), "
+          "which forks and copies the page tables.\n\n"
+          "| variant | host | under systemd |\n|---|---|---|\n";
+    for (auto& n : {"bare", "lib-scope", "lib-cgroup", "lib-pgroup"}) {
+        const json* lab = at(H, {"big_spawner", n, "label"});
+        if (!lab)
+            lab = at(S, {"big_spawner", n, "label"});
+        if (!lab)
+            continue;
+        md << "| " << lab->get<std::string>() << " | " << mp(H, {"big_spawner", n, "ms"}, 3) << " | "
+           << mp(S, {"big_spawner", n, "ms"}, 3) << " |\n";
     }
 
     // 2. kill
