@@ -1,9 +1,9 @@
 #include "duration.hpp"
 
-#include <charconv>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <string>
-#include <system_error>
 
 namespace cgrun::tool {
 
@@ -47,17 +47,17 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
     if (!factor)
         return std::nullopt;
 
-    // from_chars wants a leading digit: "0" + ".5" parses the same as ".5".
+    // The text is digits and at most one '.' by now, so strtod reads exactly that (the tool never
+    // calls setlocale: the decimal point is '.'). std::from_chars for double would pull libm into
+    // the tool for its rounding-mode calls, and the tool's peak RSS counts every mapped library.
     std::string number = "0" + std::string(text.substr(0, end));
-    double value = 0;
-    auto [ptr, ec] = std::from_chars(number.data(), number.data() + number.size(), value,
-                                     std::chars_format::fixed);
-    if (ptr != number.data() + number.size())
+    errno = 0;
+    char* stop = nullptr;
+    double value = std::strtod(number.c_str(), &stop);
+    if (stop != number.c_str() + number.size())
         return std::nullopt;
-    if (ec == std::errc::result_out_of_range)
+    if (errno == ERANGE && value != 0)
         value = max_ms;
-    else if (ec != std::errc{})
-        return std::nullopt;
 
     double ms = std::ceil(value * *factor);
     if (!(ms <= max_ms))
