@@ -9,7 +9,6 @@
 
 #include <unistd.h>
 
-#include <sstream>
 
 namespace cgrun {
 
@@ -36,10 +35,12 @@ host_info probe_host(const options& opts)
                 if (auto rel = detail::relative_cgroup_path(parent)) {
                     if (auto pfd = sys::open_dir(root->fd, rel->empty() ? "." : *rel)) {
                         if (auto text = sys::read_file(pfd->get(), "cgroup.controllers")) {
-                            std::istringstream in(*text);
-                            std::string c;
-                            while (in >> c)
-                                h.controllers.push_back(c);
+                            size_t i = 0;
+                            while ((i = text->find_first_not_of(" \n", i)) != std::string::npos) {
+                                size_t end = text->find_first_of(" \n", i);
+                                h.controllers.push_back(text->substr(i, end - i));
+                                i = end;
+                            }
                         }
                     }
                 }
