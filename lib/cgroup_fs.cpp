@@ -117,8 +117,14 @@ result<bool> cgroup_dir::populated()
 {
     if (!events_) {
         auto fd = sys::open_file(dir_.get(), "cgroup.events", O_RDONLY);
-        if (!fd)
+        if (!fd) {
+            // The directory is gone (systemd removes an emptied scope's cgroup on its own, and
+            // may be faster than our first look): a removed cgroup holds no process.
+            if (fd.error().code == std::errc::no_such_file_or_directory ||
+                fd.error().code == std::errc::no_such_device)
+                return false;
             return error{fd.error().code, "open " + where("cgroup.events")};
+        }
         events_ = std::move(*fd);
     }
     auto text = sys::pread_all(events_.get(), where("cgroup.events"));
@@ -183,6 +189,9 @@ result<kill_mechanism> cgroup_dir::kill_all()
     if (!cgroup_kill_disabled()) {
         auto r = sys::write_file(dir_.get(), "cgroup.kill", "1");
         if (r)
+            return kill_mechanism::cgroup_kill;
+        // The cgroup may have emptied and been removed since the caller looked: nothing to kill.
+        if (auto pop = populated(); pop && !*pop)
             return kill_mechanism::cgroup_kill;
         // ENOENT: kernel < 5.14. Anything else is a real failure of ours.
         if (r.error().code != std::errc::no_such_file_or_directory)

@@ -2,9 +2,13 @@
 
 #include "support.hpp"
 
+#include "cgroup_fs.hpp"
+#include "sys.hpp"
+
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -498,4 +502,35 @@ TEST_CASE("sub-cgroups the payload made are killed and removed with its cgroup")
     CHECK(exited(pids[0]));
     CHECK_FALSE(r->error.has_value());
     CHECK_FALSE(std::filesystem::exists(cgroup2_mount() + *r->cgroup));
+}
+
+TEST_CASE("a cgroup removed under us (as systemd removes an emptied scope) counts as empty")
+{
+    if (method_under_test() != method::cgroup)
+        return;
+    auto mnt = sys::open_dir(AT_FDCWD, cgroup2_mount());
+    REQUIRE(mnt.has_value());
+    std::string name = "cgrun-test-gone-" + std::to_string(::getpid());
+    auto cg = detail::cgroup_dir::create(mnt->get(), own_cgroup(), name);
+    REQUIRE(cg.has_value());
+    // Gone before the first look at cgroup.events (the open fails with ENOENT)...
+    REQUIRE(::rmdir((cgroup2_mount() + cg->path()).c_str()) == 0);
+    auto pop = cg->populated();
+    REQUIRE(pop.has_value());
+    CHECK_FALSE(*pop);
+    auto empty = cg->wait_empty(sys::now() + 100ms);
+    REQUIRE(empty.has_value());
+    CHECK(*empty);
+    auto killed = cg->kill_all();
+    CHECK(killed.has_value());
+    // ...and after it (the read fails with ENODEV).
+    auto again = detail::cgroup_dir::create(mnt->get(), own_cgroup(), name);
+    REQUIRE(again.has_value());
+    REQUIRE(again->populated().has_value());
+    REQUIRE(::rmdir((cgroup2_mount() + again->path()).c_str()) == 0);
+    auto pop2 = again->populated();
+    REQUIRE(pop2.has_value());
+    CHECK_FALSE(*pop2);
+    CHECK(again->kill_all().has_value());
+    CHECK(cgrun_cgroups_under(own_cgroup()).empty());
 }
