@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 extern char** environ;
 
@@ -42,69 +44,104 @@ struct child_plan {
     size_t nclear;
 };
 
-// The child may run on a vfork stack in our memory: ASan must not poison shadow for it.
+// The child may run on a stack in our memory (CLONE_VM): ASan must not poison shadow for it,
+// and no glibc wrapper may run there (errno is our thread's). Only sys::raw_syscall().
 #define CGRUN_CHILD_SIDE __attribute__((no_sanitize("address", "undefined")))
 
-[[noreturn]] CGRUN_CHILD_SIDE void child_fail(const child_plan& p, stage s, int err)
+template <typename T>
+long arg(T v) noexcept
 {
-    exec_report r{static_cast<int>(s), err};
-    ssize_t n;
-    do
-        n = ::write(p.report_fd, &r, sizeof r);
-    while (n < 0 && errno == EINTR);
-    ::_exit(127);
+    if constexpr (std::is_pointer_v<T>)
+        return reinterpret_cast<long>(v);
+    else
+        return static_cast<long>(v);
+}
+
+[[noreturn]] CGRUN_CHILD_SIDE void child_exit()
+{
+    for (;;)
+        (void)sys::raw_syscall(SYS_exit_group, 127);
+}
+
+[[noreturn]] CGRUN_CHILD_SIDE void child_fail(const child_plan& p, stage s, long neg_errno)
+{
+    exec_report r{static_cast<int>(s), static_cast<int>(-neg_errno)};
+    while (sys::raw_syscall(SYS_write, p.report_fd, arg(&r), sizeof r) == -EINTR) {
+    }
+    child_exit();
 }
 
 CGRUN_CHILD_SIDE void close_from(unsigned from, unsigned to)
 {
     if (from > to)
         return;
-    if (::syscall(SYS_close_range, from, to, 0) == 0)
+    if (sys::raw_syscall(SYS_close_range, from, to, 0) == 0)
         return;
     // close_range (5.9) missing: close one by one up to a sane bound.
     for (unsigned fd = from; fd <= to && fd < 65536; ++fd)
-        ::close(static_cast<int>(fd));
+        (void)sys::raw_syscall(SYS_close, fd);
 }
 
-// Runs in the child: only async-signal-safe calls from here to execve.
-[[noreturn]] CGRUN_CHILD_SIDE void child_main(const child_plan& p)
+CGRUN_CHILD_SIDE void default_disposition(int sig)
 {
-    if (::setpgid(0, 0) < 0)
-        child_fail(p, stage::setpgid, errno);
-
-    // Ignored dispositions and the blocked mask survive execve: reset both.
+#if defined(__x86_64__)
+    // The kernel's struct sigaction on x86_64 (glibc's is laid out differently). SIG_DFL needs
+    // no restorer.
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)();
+        std::uint64_t mask;
+    } dfl{};
+    (void)sys::raw_syscall(SYS_rt_sigaction, sig, arg(&dfl), 0, sizeof dfl.mask);
+#else
+    // No CLONE_VM child without the x86_64 trampoline: glibc's wrapper is safe here.
     struct sigaction dfl{};
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig)
+    (void)::sigaction(sig, &dfl, nullptr);
+#endif
+}
+
+// Runs in the child: raw system calls only, from here to execve.
+[[noreturn]] CGRUN_CHILD_SIDE void child_main(const child_plan& p)
+{
+    long r;
+    if ((r = sys::raw_syscall(SYS_setpgid, 0, 0)) < 0)
+        child_fail(p, stage::setpgid, r);
+
+    // Ignored dispositions and the blocked mask survive execve: reset both (signals 1..64; the
+    // mask the spawner set around clone3 blocks them all until here).
+    for (int sig = 1; sig <= 64; ++sig)
         if (sig != SIGKILL && sig != SIGSTOP)
-            (void)::sigaction(sig, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    if (::sigprocmask(SIG_SETMASK, &none, nullptr) < 0)
-        child_fail(p, stage::signals, errno);
+            default_disposition(sig);
+    std::uint64_t none = 0;
+    if ((r = sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, arg(&none), 0, sizeof none)) < 0)
+        child_fail(p, stage::signals, r);
 
     if (p.go_fd >= 0) {
         char b = 0;
-        ssize_t n;
         do
-            n = ::read(p.go_fd, &b, 1);
-        while (n < 0 && errno == EINTR);
-        if (n != 1)
-            ::_exit(127); // the parent gave up on us (scope refused, cgroup move failed)
+            r = sys::raw_syscall(SYS_read, p.go_fd, arg(&b), 1);
+        while (r == -EINTR);
+        if (r != 1)
+            child_exit(); // the parent gave up on us (scope refused, cgroup move failed)
     }
 
     // Lift every source above 2 first so that e.g. stderr -> stdout cannot clobber a source.
-    std::array<int, 3> tmp{-1, -1, -1};
+    int tmp[3] = {-1, -1, -1};
     for (int i = 0; i < 3; ++i)
-        if (p.stdio_src[i] >= 0 && (tmp[i] = ::fcntl(p.stdio_src[i], F_DUPFD_CLOEXEC, 3)) < 0)
-            child_fail(p, stage::stdio, errno);
+        if (p.stdio_src[i] >= 0) {
+            if ((r = sys::raw_syscall(SYS_fcntl, p.stdio_src[i], F_DUPFD_CLOEXEC, 3)) < 0)
+                child_fail(p, stage::stdio, r);
+            tmp[i] = static_cast<int>(r);
+        }
     for (int i = 0; i < 3; ++i)
-        if (tmp[i] >= 0 && ::dup2(tmp[i], i) < 0)
-            child_fail(p, stage::stdio, errno);
+        if (tmp[i] >= 0 && (r = sys::raw_syscall(SYS_dup3, tmp[i], i, 0)) < 0)
+            child_fail(p, stage::stdio, r);
 
     for (size_t i = 0; i < p.nclear; ++i)
-        if (::fcntl(p.clear_cloexec[i], F_SETFD, 0) < 0)
-            child_fail(p, stage::fds, errno);
+        if ((r = sys::raw_syscall(SYS_fcntl, p.clear_cloexec[i], F_SETFD, 0)) < 0)
+            child_fail(p, stage::fds, r);
     // Close everything >= 3 except the kept fds (sorted): a leaked cgroup dirfd or bus socket
     // would let the payload reach outside (runc CVE-2024-21626).
     unsigned next = 3;
@@ -112,20 +149,57 @@ CGRUN_CHILD_SIDE void close_from(unsigned from, unsigned to)
         unsigned k = static_cast<unsigned>(p.keep[i]);
         if (k > next)
             close_from(next, k - 1);
-        next = std::max(next, k + 1);
+        next = k + 1 > next ? k + 1 : next;
     }
     close_from(next, ~0U);
 
-    if (p.cwd && ::chdir(p.cwd) < 0)
-        child_fail(p, stage::chdir, errno);
-    ::execve(p.path, p.argv, p.envp);
-    child_fail(p, stage::exec, errno);
+    if (p.cwd && (r = sys::raw_syscall(SYS_chdir, arg(p.cwd))) < 0)
+        child_fail(p, stage::chdir, r);
+    r = sys::raw_syscall(SYS_execve, arg(p.path), arg(p.argv), arg(p.envp));
+    child_fail(p, stage::exec, r);
 }
 
 CGRUN_CHILD_SIDE void child_entry(void* plan)
 {
     child_main(*static_cast<const child_plan*>(plan));
 }
+
+} // namespace
+
+// Everything child_plan points to. The child of a CLONE_VM clone reads it, and a held one does so
+// while we run on: it lives on the heap until the child has exec'd or died.
+struct launch {
+    std::string path;
+    std::vector<std::string> argv_storage;
+    std::vector<char*> argv;
+    std::vector<std::string> env_storage;
+    std::vector<char*> envp;
+    std::string cwd;
+    std::vector<int> keep;
+    std::vector<int> clear;
+    child_plan plan{};
+    void* stack = nullptr;
+    size_t stack_size = 0;
+    unique_fd guard; // the held child's pidfd (a dup) while it may still run on `stack`
+};
+
+void launch_free::operator()(launch* l) const noexcept
+{
+    if (l->guard) {
+        // Not known to have exec'd: it must be gone before its stack is. Normally it is
+        // dead already (exec failed, or it was discarded); bounded, and on a hang the stack is
+        // leaked rather than pulled from under a live process.
+        (void)sys::pidfd_send_signal(l->guard.get(), SIGKILL);
+        auto ready = sys::poll_one(l->guard.get(), POLLIN, std::chrono::seconds(5));
+        if (!ready || *ready == 0)
+            l->stack = nullptr;
+    }
+    if (l->stack)
+        ::munmap(l->stack, l->stack_size);
+    delete l;
+}
+
+namespace {
 
 pid_t clone3_pidfd(int* pidfd, int cgroup_fd)
 {
@@ -208,20 +282,22 @@ result<spawned> start_process(spawn_request req)
     if (!path)
         return path.error();
 
-    auto argv = c_strings(req.argv);
-    std::vector<std::string> env_storage;
-    std::vector<char*> envp;
+    std::unique_ptr<launch, launch_free> L(new launch);
+    child_plan& plan = L->plan;
+    L->path = std::move(*path);
+    L->argv_storage = req.argv;
+    L->argv = c_strings(L->argv_storage);
     if (req.env) {
-        env_storage = *req.env;
-        envp = c_strings(env_storage);
+        L->env_storage = *req.env;
+        L->envp = c_strings(L->env_storage);
     } else {
-        // A vfork child reads this while the caller's other threads run on: a setenv() there may
+        // The child reads this while the caller's other threads run on: a setenv() there may
         // reallocate the environ array (glibc never frees the strings), so pass a copy of it.
         for (char** e = environ; *e; ++e)
-            envp.push_back(*e);
-        envp.push_back(nullptr);
+            L->envp.push_back(*e);
+        L->envp.push_back(nullptr);
     }
-    char* const* envp_ptr = envp.data();
+    L->cwd = req.cwd;
 
     spawned out;
     auto report = sys::make_pipe();
@@ -231,7 +307,6 @@ result<spawned> start_process(spawn_request req)
     // stdio sources in the child; parent ends kept in `out`.
     std::array<unique_fd, 3> child_ends;
     unique_fd devnull;
-    child_plan plan{};
     for (int i = 0; i < 3; ++i) {
         plan.stdio_src[i] = -1;
         switch (req.stdio[i].mode) {
@@ -268,30 +343,29 @@ result<spawned> start_process(spawn_request req)
         }
     }
 
-    std::vector<int> keep = req.inherit_fds;
-    std::vector<int> clear;
+    L->keep = req.inherit_fds;
     for (int fd : req.inherit_fds) {
         if (fd < 0 || ::fcntl(fd, F_GETFD) < 0)
             return error::make(errc::invalid_argument, "inherit fd " + std::to_string(fd) + " is not open");
         if (fd > 2)
-            clear.push_back(fd);
+            L->clear.push_back(fd);
     }
-    keep.push_back(report->write.get());
-    std::sort(keep.begin(), keep.end());
+    L->keep.push_back(report->write.get());
+    std::sort(L->keep.begin(), L->keep.end());
 
     unique_fd go_read;
     bool try_into_cgroup = req.cgroup_fd >= 0 && !clone_into_cgroup_disabled();
     bool hold = req.hold || (req.cgroup_fd >= 0 && !try_into_cgroup);
 
-    plan.path = path->c_str();
-    plan.argv = argv.data();
-    plan.envp = envp_ptr;
-    plan.cwd = req.cwd.empty() ? nullptr : req.cwd.c_str();
+    plan.path = L->path.c_str();
+    plan.argv = L->argv.data();
+    plan.envp = L->envp.data();
+    plan.cwd = L->cwd.empty() ? nullptr : L->cwd.c_str();
     plan.report_fd = report->write.get();
-    plan.keep = keep.data();
-    plan.nkeep = keep.size();
-    plan.clear_cloexec = clear.data();
-    plan.nclear = clear.size();
+    plan.keep = L->keep.data();
+    plan.nkeep = L->keep.size();
+    plan.clear_cloexec = L->clear.data();
+    plan.nclear = L->clear.size();
 
     auto prepare_hold = [&]() -> result<void> {
         auto go = sys::make_pipe();
@@ -309,60 +383,101 @@ result<spawned> start_process(spawn_request req)
 
     int pidfd = -1;
     pid_t pid = -1;
-    bool vforked = false;
-    if (!hold) {
-        // Nothing has to happen between clone and exec: share our memory instead of copying the
-        // page tables (a fork from a 256 MiB service costs milliseconds). On any failure the
-        // fork path below runs and reports.
-        pid = sys::clone3_vfork(CLONE_PIDFD | (try_into_cgroup ? CLONE_INTO_CGROUP : 0), &pidfd,
-                                try_into_cgroup ? req.cgroup_fd : -1, child_entry, &plan);
-        vforked = pid > 0;
-    }
-    if (!vforked)
-        pid = clone3_pidfd(&pidfd, try_into_cgroup ? req.cgroup_fd : -1);
-    bool into = try_into_cgroup && pid >= 0;
-    if (pid < 0 && try_into_cgroup) {
-        // CLONE_INTO_CGROUP refused (old kernel, seccomp, EBUSY/EOPNOTSUPP target): fork
-        // plainly and let the caller write cgroup.procs before the child may exec.
-        if (!hold) {
-            hold = true;
-            if (auto r = prepare_hold(); !r)
-                return r.error();
-        }
-        pid = clone3_pidfd(&pidfd, -1);
-    }
-    if (pid < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG)) {
-        // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open. Our
-        // child cannot be reaped by anyone else before we open it, so the pid is stable.
-        pid = ::fork();
-        if (pid == 0)
-            child_main(plan);
-        if (pid > 0) {
-            auto fd = sys::pidfd_open(pid);
-            if (!fd) {
-                ::kill(pid, SIGKILL);
-                siginfo_t si;
-                ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
-                return fd.error();
-            }
-            pidfd = fd->release();
-        }
-    } else if (pid == 0) {
-        child_main(plan);
-    }
-    if (pid < 0)
-        return error::make(errc::spawn_failed, "clone3 " + req.argv[0] + ": " + std::strerror(errno));
+    bool into = false;
 
-    // The child sets its own process group too; doing it here as well closes the window in
-    // which a kill of the group could miss a child that has not run yet.
-    if (!vforked)
-        (void)::setpgid(pid, pid);
+    // First choice: share our memory instead of copying the page tables (a fork from a 256 MiB
+    // service costs milliseconds). Unheld, as vfork: we sleep until the child has exec'd. Held
+    // (a scope must own it first), both run on and `L` stays with `out` until the exec.
+    bool shared = false;
+    if (sys::have_shared_vm_clone()) {
+        L->stack_size = 64 * 1024; // raw syscalls only: the child needs a few hundred bytes
+        L->stack = ::mmap(nullptr, L->stack_size, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (L->stack == MAP_FAILED)
+            L->stack = nullptr;
+    }
+    if (L->stack) {
+        auto clone_vm = [&](bool into_cgroup) {
+            std::uint64_t flags = CLONE_PIDFD | (into_cgroup ? CLONE_INTO_CGROUP : 0) | (hold ? 0 : CLONE_VFORK);
+            return sys::clone3_shared_vm(flags, &pidfd, into_cgroup ? req.cgroup_fd : -1, L->stack, L->stack_size,
+                                         child_entry, &plan);
+        };
+        pid = clone_vm(try_into_cgroup);
+        into = try_into_cgroup && pid > 0;
+        if (pid < 0 && try_into_cgroup) {
+            // CLONE_INTO_CGROUP refused (old kernel, seccomp, EBUSY/EOPNOTSUPP target): hold the
+            // child and let the caller write cgroup.procs before it may exec.
+            if (!hold) {
+                hold = true;
+                if (auto r = prepare_hold(); !r)
+                    return r.error();
+            }
+            pid = clone_vm(false);
+        }
+        shared = pid > 0;
+        if (!shared)
+            pid = -1; // the fork paths below decide and report
+    }
+
+    if (!shared) {
+        pid = clone3_pidfd(&pidfd, try_into_cgroup ? req.cgroup_fd : -1);
+        into = try_into_cgroup && pid >= 0;
+        if (pid < 0 && try_into_cgroup) {
+            if (!hold) {
+                hold = true;
+                if (auto r = prepare_hold(); !r)
+                    return r.error();
+            }
+            pid = clone3_pidfd(&pidfd, -1);
+        }
+        if (pid < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG)) {
+            // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open. Our
+            // child cannot be reaped by anyone else before we open it, so the pid is stable.
+            pid = ::fork();
+            if (pid == 0)
+                child_main(plan);
+            if (pid > 0) {
+                auto fd = sys::pidfd_open(pid);
+                if (!fd) {
+                    ::kill(pid, SIGKILL);
+                    siginfo_t si;
+                    ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
+                    return fd.error();
+                }
+                pidfd = fd->release();
+            }
+        } else if (pid == 0) {
+            child_main(plan);
+        }
+        if (pid < 0)
+            return error::make(errc::spawn_failed, "clone3 " + req.argv[0] + ": " + std::strerror(errno));
+    }
 
     out.pid = pid;
     out.pidfd = unique_fd{pidfd};
+    if (shared && hold) {
+        // It runs on our memory until it execs: keep what it reads, and a way to make sure it
+        // is dead before that memory goes.
+        int dup = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
+        if (dup < 0) {
+            int err = errno;
+            (void)sys::pidfd_send_signal(pidfd, SIGKILL);
+            sys::reap_pidfd(pidfd);
+            return error::from_errno(err, "dup pidfd of child " + std::to_string(pid));
+        }
+        L->guard = unique_fd{dup};
+    }
+
+    // The child sets its own process group too; doing it here as well closes the window in
+    // which a kill of the group could miss a child that has not run yet (a vfork child has).
+    if (hold || !shared)
+        (void)::setpgid(pid, pid);
+
     out.in_cgroup = into;
-    out.path = *path;
+    out.path = L->path;
     out.exec_status = std::move(report->read);
+    if (shared && hold)
+        out.image = std::move(L);
     return out;
 }
 
@@ -427,8 +542,14 @@ result<void> release(spawned& s)
         n = ::read(s.exec_status.get(), &r, sizeof r);
     while (n < 0 && errno == EINTR);
     s.exec_status.reset();
-    if (n == 0)
+    if (n == 0) {
+        // The pipe closed on exec (after the kernel switched the child to its new memory) or
+        // on the child's death: either way it no longer runs on ours.
+        if (s.image)
+            s.image->guard.reset();
+        s.image.reset();
         return {}; // the pipe closed on exec
+    }
     if (n != static_cast<ssize_t>(sizeof r))
         return error::make(errc::exec_failed, "child " + std::to_string(s.pid) + " died before exec");
     std::string msg = std::strerror(r.err);

@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,12 @@ struct spawn_request {
     bool hold = false;
 };
 
+// What the child reads between clone and exec (see spawn.cpp).
+struct launch;
+struct launch_free {
+    void operator()(launch* l) const noexcept;
+};
+
 struct spawned {
     pid_t pid = -1;
     std::string path; // the resolved executable
@@ -33,6 +40,9 @@ struct spawned {
     unique_fd go;           // release() writes here (hold)
     unique_fd exec_status;  // EOF = exec succeeded; else {stage, errno}
     std::array<unique_fd, 3> parent_ends; // for stdio_spec::pipe
+    // A held child that shares our memory reads this until it execs: kept until release()
+    // has seen the exec (or, failing that, until the child is dead).
+    std::unique_ptr<launch, launch_free> image;
 };
 
 // Test switch: CGRUN_TEST_NO_CLONE_INTO_CGROUP=1 makes CLONE_INTO_CGROUP look refused

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/sched.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -27,7 +26,7 @@ constexpr unsigned pidfd_signal_process_group = 1U << 2;
 // The child comes back from the syscall on the new stack with nothing to return to, so it must
 // not go back into C code: it calls fn(arg) from here (r12/r13 are copied into the child) and
 // exits should fn ever return. Only the parent reaches the label.
-long raw_clone3_vfork(clone_args* args, void (*fn)(void*), void* arg) noexcept
+long raw_clone3(clone_args* args, void (*fn)(void*), void* arg) noexcept
 {
     long ret;
     register void (*entry)(void*) asm("r12") = fn;
@@ -137,18 +136,21 @@ result<pipe_fds> make_pipe(int extra_flags)
     return pipe_fds{unique_fd{fds[0]}, unique_fd{fds[1]}};
 }
 
-pid_t clone3_vfork(std::uint64_t flags, int* pidfd, int cgroup_fd, void (*fn)(void*), void* arg) noexcept
+bool have_shared_vm_clone() noexcept
 {
 #if defined(__x86_64__)
-    // The child touches a few pages of it (more under ASan's interceptors); untouched ones cost
-    // nothing. It is ours again once the child has exec'd or exited: CLONE_VFORK waits for that.
-    constexpr size_t stack_size = 256 * 1024;
-    void* stack = ::mmap(nullptr, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
-                         -1, 0);
-    if (stack == MAP_FAILED)
-        return -errno;
+    return true;
+#else
+    return false;
+#endif
+}
+
+pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* stack, std::size_t stack_size,
+                       void (*fn)(void*), void* arg) noexcept
+{
+#if defined(__x86_64__)
     clone_args args{};
-    args.flags = flags | CLONE_VM | CLONE_VFORK;
+    args.flags = flags | CLONE_VM;
     args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
     args.exit_signal = SIGCHLD;
     args.stack = reinterpret_cast<std::uint64_t>(stack);
@@ -158,14 +160,33 @@ pid_t clone3_vfork(std::uint64_t flags, int* pidfd, int cgroup_fd, void (*fn)(vo
     // The raw call blocks glibc's internal signals too (sigprocmask would leave SIGCANCEL and
     // SIGSETXID open); the kernel's sigset is 8 bytes on Linux.
     std::uint64_t all = ~std::uint64_t{0}, old = 0;
-    (void)::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof all);
-    long r = raw_clone3_vfork(&args, fn, arg);
-    (void)::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof old);
-    ::munmap(stack, stack_size);
+    (void)raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all), reinterpret_cast<long>(&old),
+                      sizeof all);
+    long r = raw_clone3(&args, fn, arg);
+    (void)raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&old), 0, sizeof old);
     return static_cast<pid_t>(r);
 #else
-    (void)flags, (void)pidfd, (void)cgroup_fd, (void)fn, (void)arg;
+    (void)flags, (void)pidfd, (void)cgroup_fd, (void)stack, (void)stack_size, (void)fn, (void)arg;
     return -ENOSYS;
+#endif
+}
+
+// Called in CLONE_VM children: no sanitizer instrumentation.
+__attribute__((no_sanitize("address", "undefined"))) long raw_syscall(long nr, long a, long b, long c, long d,
+                                                                         long e) noexcept
+{
+#if defined(__x86_64__)
+    long ret;
+    register long r10 asm("r10") = d;
+    register long r8 asm("r8") = e;
+    asm volatile("syscall"
+                 : "=a"(ret)
+                 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+                 : "rcx", "r11", "memory", "cc");
+    return ret;
+#else
+    long r = ::syscall(nr, a, b, c, d, e);
+    return r < 0 ? -errno : r;
 #endif
 }
 

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -41,13 +42,23 @@ result<pipe_fds> make_pipe(int extra_flags = 0);
 
 result<unique_fd> pidfd_open(pid_t pid);
 
-// clone3() with CLONE_VM | CLONE_VFORK on a stack of its own, as posix_spawn does: the caller's
-// page tables are not copied, and the calling thread sleeps until the child execs or exits. The
-// child runs fn(arg), which must end in execve or _exit and make only async-signal-safe calls.
+// True where clone3_shared_vm() has a trampoline (x86_64).
+bool have_shared_vm_clone() noexcept;
+
+// clone3() with CLONE_VM on the given stack (its lowest address and size), as posix_spawn does:
+// the caller's page tables are not copied. With CLONE_VFORK in `flags` the calling thread sleeps
+// until the child execs or exits; without it both run on, and the stack and everything the child
+// reads must stay mapped until then. The child runs fn(arg), which must end in execve or exit and
+// may only use raw_syscall(): glibc wrappers would write errno into the caller's thread. Other
 // `flags` are added (CLONE_PIDFD writes *pidfd, CLONE_INTO_CGROUP uses cgroup_fd). All signals
 // are blocked around the call, so none of the caller's handlers can run in the child.
-// Returns the pid or -errno; -ENOSYS where no trampoline exists here (only x86_64 has one).
-pid_t clone3_vfork(std::uint64_t flags, int* pidfd, int cgroup_fd, void (*fn)(void*), void* arg) noexcept;
+// Returns the pid or -errno; -ENOSYS without a trampoline.
+pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* stack, std::size_t stack_size,
+                       void (*fn)(void*), void* arg) noexcept;
+
+// A system call that returns -errno and never touches errno, for code running in a CLONE_VM
+// child. Elsewhere (no trampoline, so no shared-VM child) it falls back to syscall(2).
+long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) noexcept;
 // 0 or -errno.
 int pidfd_send_signal(int pidfd, int sig, unsigned flags = 0) noexcept;
 // Signals the process group led by the pidfd's process (kernel >= 6.9); -EINVAL before.
