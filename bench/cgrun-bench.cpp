@@ -565,7 +565,7 @@ json bench_overhead(config& cfg)
 }
 
 // The same library runs from a spawner with 256 MiB mapped and touched, as a service embedding
-// the library would be: a fork copies the page tables of all of it, a vfork none.
+// the library would be: a fork copies the page tables of all of it, a CLONE_VM clone none.
 json bench_big_spawner(config& cfg)
 {
     constexpr size_t mib = 256;
@@ -1396,9 +1396,9 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
     }
 
     md << "\n### The same runs from a spawner with 256 MiB mapped (ms)\n\n"
-          "A service that embeds the library is rarely small. cgrun spawns with `clone3(CLONE_VM | "
-          "CLONE_VFORK)` unless the child must be held before exec (scope method, cgroup.procs fallback), "
-          "which forks and copies the page tables.\n\n"
+          "A service that embeds the library is rarely small. A fork would copy the page tables of "
+          "all of it; cgrun clones with `CLONE_VM` (plus `CLONE_VFORK` when the child need not be held "
+          "before exec), as posix_spawn does.\n\n"
           "| variant | host | under systemd |\n|---|---|---|\n";
     for (auto& n : {"bare", "lib-scope", "lib-cgroup", "lib-pgroup"}) {
         const json* lab = at(H, {"big_spawner", n, "label"});
