@@ -186,13 +186,13 @@ struct launch {
 void launch_free::operator()(launch* l) const noexcept
 {
     if (l->guard) {
-        // Not known to have exec'd: it must be gone before its stack is. Normally it is
-        // dead already (exec failed, or it was discarded); bounded, and on a hang the stack is
-        // leaked rather than pulled from under a live process.
+        // Not known to have exec'd: it must be gone before what it reads is. Normally it is
+        // dead already (exec failed, or it was discarded); bounded, and on a hang (a task stuck
+        // in D state) all of it is leaked rather than pulled from under a live process.
         (void)sys::pidfd_send_signal(l->guard.get(), SIGKILL);
         auto ready = sys::poll_one(l->guard.get(), POLLIN, std::chrono::seconds(5));
         if (!ready || *ready == 0)
-            l->stack = nullptr;
+            return;
     }
     if (l->stack)
         ::munmap(l->stack, l->stack_size);
@@ -457,7 +457,9 @@ result<spawned> start_process(spawn_request req)
     out.pidfd = unique_fd{pidfd};
     if (shared && hold) {
         // It runs on our memory until it execs: keep what it reads, and a way to make sure it
-        // is dead before that memory goes.
+        // is dead before that memory goes. (Sharing the mm also means the OOM killer would take
+        // both of us if it chose either in that window; its pages are charged to our memcg, not
+        // to the scope's, so a tight MemoryMax on the scope cannot trigger that.)
         int dup = ::fcntl(pidfd, F_DUPFD_CLOEXEC, 3);
         if (dup < 0) {
             int err = errno;
