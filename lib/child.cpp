@@ -46,16 +46,6 @@ struct attempt_failure {
 template <typename T>
 using attempt = std::variant<T, attempt_failure>;
 
-void discard_child(detail::spawned& s)
-{
-    // The child is held before exec (or already failed): kill and reap it.
-    if (s.pidfd) {
-        (void)sys::pidfd_send_signal(s.pidfd.get(), SIGKILL);
-        sys::reap_pidfd(s.pidfd.get());
-    }
-    s.pidfd.reset();
-}
-
 bool is_fatal(const error& e)
 {
     auto c = e.code;
@@ -139,7 +129,7 @@ attempt<detail::spawned> try_scope(child_state& st, const std::vector<detail::li
     // Gives up this attempt: the held child and the sentinel die, the scope (if systemd
     // made one) is stopped.
     auto abandon = [&](bool stop_unit) {
-        discard_child(*sp);
+        sp->pidfd.reset(); // kills and reaps the held child
         detail::stop_sentinel(st.keeper);
         if (stop_unit)
             detail::stop_scope(**mgr, unit, o.bus_timeout);
@@ -318,7 +308,7 @@ attempt<detail::spawned> try_cgroup(child_state& st, const std::vector<detail::l
         // Moving a process costs a cgroup_threadgroup_rwsem write lock (an RCU grace period
         // since 6.0): that is why CLONE_INTO_CGROUP is tried first.
         if (auto w = cg->write("cgroup.procs", std::to_string(sp->pid)); !w) {
-            discard_child(*sp);
+            sp->pidfd.reset(); // kills and reaps the held child
             remove_leaf();
             return attempt_failure{error::make(errc::cgroup_not_delegated, w.error().message()), false};
         }
@@ -786,7 +776,7 @@ result<child> spawn(options opts)
         return error::make(errc::spawn_failed, "no containment method worked");
 
     st->pid = sp->pid;
-    st->pidfd = std::move(sp->pidfd);
+    st->pidfd = sp->pidfd.release();
     if (st->cg.valid())
         st->memory_events = st->cg.open_memory_events();
     st->info.pgid = sp->pid;

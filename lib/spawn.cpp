@@ -183,6 +183,15 @@ struct launch {
     unique_fd guard; // the held child's pidfd (a dup) while it may still run on `stack`
 };
 
+void reaping_pidfd::reset() noexcept
+{
+    if (!fd_)
+        return;
+    (void)sys::pidfd_send_signal(fd_.get(), SIGKILL);
+    sys::reap_pidfd(fd_.get());
+    fd_.reset();
+}
+
 void launch_free::operator()(launch* l) const noexcept
 {
     if (l->guard) {
@@ -200,17 +209,6 @@ void launch_free::operator()(launch* l) const noexcept
 }
 
 namespace {
-
-pid_t clone3_pidfd(int* pidfd, int cgroup_fd)
-{
-    struct clone_args args{};
-    args.flags = CLONE_PIDFD | (cgroup_fd >= 0 ? CLONE_INTO_CGROUP : 0);
-    args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
-    args.exit_signal = SIGCHLD;
-    if (cgroup_fd >= 0)
-        args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
-    return static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
-}
 
 std::vector<char*> c_strings(std::vector<std::string>& v)
 {
@@ -381,14 +379,9 @@ result<spawned> start_process(spawn_request req)
         if (auto r = prepare_hold(); !r)
             return r.error();
 
-    int pidfd = -1;
-    pid_t pid = -1;
-    bool into = false;
-
     // First choice: share our memory instead of copying the page tables (a fork from a 256 MiB
     // service costs milliseconds). Unheld, as vfork: we sleep until the child has exec'd. Held
     // (a scope must own it first), both run on and `L` stays with `out` until the exec.
-    bool shared = false;
     if (sys::have_shared_vm_clone()) {
         L->stack_size = 64 * 1024; // raw syscalls only: the child needs a few hundred bytes
         L->stack = ::mmap(nullptr, L->stack_size, PROT_READ | PROT_WRITE,
@@ -396,65 +389,61 @@ result<spawned> start_process(spawn_request req)
         if (L->stack == MAP_FAILED)
             L->stack = nullptr;
     }
-    if (L->stack) {
-        auto clone_vm = [&](bool into_cgroup) {
-            std::uint64_t flags = CLONE_PIDFD | (into_cgroup ? CLONE_INTO_CGROUP : 0) | (hold ? 0 : CLONE_VFORK);
-            return sys::clone3_shared_vm(flags, &pidfd, into_cgroup ? req.cgroup_fd : -1, L->stack, L->stack_size,
-                                         child_entry, &plan);
-        };
-        pid = clone_vm(try_into_cgroup);
-        into = try_into_cgroup && pid > 0;
-        if (pid < 0 && try_into_cgroup) {
-            // CLONE_INTO_CGROUP refused (old kernel, seccomp, EBUSY/EOPNOTSUPP target): hold the
-            // child and let the caller write cgroup.procs before it may exec.
-            if (!hold) {
-                hold = true;
-                if (auto r = prepare_hold(); !r)
-                    return r.error();
+    int pidfd = -1;
+    bool shared = false;
+    // The pid, or -errno.
+    auto start = [&](bool into_cgroup) -> pid_t {
+        std::uint64_t flags = CLONE_PIDFD | (into_cgroup ? CLONE_INTO_CGROUP : 0);
+        int cgroup_fd = into_cgroup ? req.cgroup_fd : -1;
+        if (L->stack) {
+            pid_t p = sys::clone3_shared_vm(flags | (hold ? 0 : CLONE_VFORK), &pidfd, cgroup_fd, L->stack,
+                                            L->stack_size, child_entry, &plan);
+            if (p > 0) {
+                shared = true;
+                return p;
             }
-            pid = clone_vm(false);
         }
-        shared = pid > 0;
-        if (!shared)
-            pid = -1; // the fork paths below decide and report
-    }
-
-    if (!shared) {
-        pid = clone3_pidfd(&pidfd, try_into_cgroup ? req.cgroup_fd : -1);
-        into = try_into_cgroup && pid >= 0;
-        if (pid < 0 && try_into_cgroup) {
-            if (!hold) {
-                hold = true;
-                if (auto r = prepare_hold(); !r)
-                    return r.error();
-            }
-            pid = clone3_pidfd(&pidfd, -1);
-        }
-        if (pid < 0 && (errno == ENOSYS || errno == EPERM || errno == E2BIG)) {
-            // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open. Our
-            // child cannot be reaped by anyone else before we open it, so the pid is stable.
-            pid = ::fork();
-            if (pid == 0)
-                child_main(plan);
-            if (pid > 0) {
-                auto fd = sys::pidfd_open(pid);
-                if (!fd) {
-                    ::kill(pid, SIGKILL);
-                    siginfo_t si;
-                    ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
-                    return fd.error();
-                }
-                pidfd = fd->release();
-            }
-        } else if (pid == 0) {
+        pid_t p = sys::clone3_fork(flags, &pidfd, cgroup_fd);
+        if (p == 0)
             child_main(plan);
+        return p;
+    };
+    pid_t pid = start(try_into_cgroup);
+    bool into = try_into_cgroup && pid > 0;
+    if (pid < 0 && try_into_cgroup) {
+        // CLONE_INTO_CGROUP refused (old kernel, seccomp, EBUSY/EOPNOTSUPP target): hold the
+        // child and let the caller write cgroup.procs before it may exec.
+        if (!hold) {
+            hold = true;
+            if (auto r = prepare_hold(); !r)
+                return r.error();
         }
-        if (pid < 0)
-            return error::make(errc::spawn_failed, "clone3 " + req.argv[0] + ": " + std::strerror(errno));
+        pid = start(false);
     }
+    if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG) {
+        // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open. Our
+        // child cannot be reaped by anyone else before we open it, so the pid is stable.
+        pid = ::fork();
+        if (pid == 0)
+            child_main(plan);
+        if (pid < 0)
+            pid = -errno;
+        if (pid > 0) {
+            auto fd = sys::pidfd_open(pid);
+            if (!fd) {
+                ::kill(pid, SIGKILL);
+                siginfo_t si;
+                ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
+                return fd.error();
+            }
+            pidfd = fd->release();
+        }
+    }
+    if (pid < 0)
+        return error::make(errc::spawn_failed, "clone3 " + req.argv[0] + ": " + std::strerror(-pid));
 
     out.pid = pid;
-    out.pidfd = unique_fd{pidfd};
+    out.pidfd = reaping_pidfd{unique_fd{pidfd}};
     if (shared && hold) {
         // It runs on our memory until it execs: keep what it reads, and a way to make sure it
         // is dead before that memory goes. (Sharing the mm also means the OOM killer would take
@@ -490,7 +479,7 @@ result<sentinel> start_sentinel()
         return p.error();
     int keep = p->read.get();
     int pidfd = -1;
-    pid_t pid = clone3_pidfd(&pidfd, -1);
+    pid_t pid = sys::clone3_fork(CLONE_PIDFD, &pidfd, -1);
     if (pid == 0) {
         // Hold no descriptor of the parent's (a pipe end kept here would delay someone's EOF).
         close_from(3, static_cast<unsigned>(keep) - 1);
@@ -512,7 +501,7 @@ result<sentinel> start_sentinel()
         ::_exit(0);
     }
     if (pid < 0)
-        return error::make(errc::spawn_failed, std::string("clone3 sentinel: ") + std::strerror(errno));
+        return error::make(errc::spawn_failed, std::string("clone3 sentinel: ") + std::strerror(-pid));
     return sentinel{pid, unique_fd{pidfd}, std::move(p->write)};
 }
 

@@ -26,6 +26,33 @@ struct spawn_request {
     bool hold = false;
 };
 
+// A child's pidfd while nobody else answers for the child: dropping it kills and reaps the
+// child (a held one would otherwise exit by itself once `go` closes, and stay a zombie).
+// release() hands the pidfd on to whoever takes over.
+class reaping_pidfd {
+public:
+    reaping_pidfd() = default;
+    explicit reaping_pidfd(unique_fd fd) noexcept : fd_(std::move(fd)) {}
+    reaping_pidfd(reaping_pidfd&&) noexcept = default;
+    reaping_pidfd& operator=(reaping_pidfd&& other) noexcept
+    {
+        if (this != &other) {
+            reset();
+            fd_ = std::move(other.fd_);
+        }
+        return *this;
+    }
+    ~reaping_pidfd() { reset(); }
+
+    [[nodiscard]] int get() const noexcept { return fd_.get(); }
+    explicit operator bool() const noexcept { return fd_.valid(); }
+    [[nodiscard]] unique_fd release() noexcept { return std::move(fd_); }
+    void reset() noexcept;
+
+private:
+    unique_fd fd_;
+};
+
 // What the child reads between clone and exec (see spawn.cpp).
 struct launch;
 struct launch_free {
@@ -35,7 +62,7 @@ struct launch_free {
 struct spawned {
     pid_t pid = -1;
     std::string path; // the resolved executable
-    unique_fd pidfd;
+    reaping_pidfd pidfd;
     bool in_cgroup = false; // born in spawn_request::cgroup_fd
     unique_fd go;           // release() writes here (hold)
     unique_fd exec_status;  // EOF = exec succeeded; else {stage, errno}

@@ -145,18 +145,32 @@ bool have_shared_vm_clone() noexcept
 #endif
 }
 
+namespace {
+clone_args child_args(std::uint64_t flags, int* pidfd, int cgroup_fd) noexcept
+{
+    clone_args args{};
+    args.flags = flags;
+    args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
+    args.exit_signal = SIGCHLD;
+    if (flags & CLONE_INTO_CGROUP)
+        args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
+    return args;
+}
+} // namespace
+
+pid_t clone3_fork(std::uint64_t flags, int* pidfd, int cgroup_fd) noexcept
+{
+    clone_args args = child_args(flags, pidfd, cgroup_fd);
+    return static_cast<pid_t>(raw_syscall(SYS_clone3, reinterpret_cast<long>(&args), sizeof args));
+}
+
 pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* stack, std::size_t stack_size,
                        void (*fn)(void*), void* arg) noexcept
 {
 #if defined(__x86_64__)
-    clone_args args{};
-    args.flags = flags | CLONE_VM;
-    args.pidfd = reinterpret_cast<std::uint64_t>(pidfd);
-    args.exit_signal = SIGCHLD;
+    clone_args args = child_args(flags | CLONE_VM, pidfd, cgroup_fd);
     args.stack = reinterpret_cast<std::uint64_t>(stack);
     args.stack_size = stack_size;
-    if (flags & CLONE_INTO_CGROUP)
-        args.cgroup = static_cast<std::uint64_t>(cgroup_fd);
     // The raw call blocks glibc's internal signals too (sigprocmask would leave SIGCANCEL and
     // SIGSETXID open); the kernel's sigset is 8 bytes on Linux.
     std::uint64_t all = ~std::uint64_t{0}, old = 0;

@@ -42,6 +42,10 @@ result<pipe_fds> make_pipe(int extra_flags = 0);
 
 result<unique_fd> pidfd_open(pid_t pid);
 
+// clone3() with fork semantics (the child gets a copy of our memory and returns 0 here).
+// `flags` as for clone3_shared_vm. Returns the pid, 0 in the child, or -errno.
+pid_t clone3_fork(std::uint64_t flags, int* pidfd, int cgroup_fd) noexcept;
+
 // True where clone3_shared_vm() has a trampoline (x86_64).
 bool have_shared_vm_clone() noexcept;
 

@@ -2,6 +2,8 @@
 
 #include "support.hpp"
 
+#include "spawn.hpp"
+
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -213,4 +215,21 @@ TEST_CASE("a limit whose controller is missing fails and names the controller")
     CHECK(r.error().message().find("memory") != std::string::npos);
     if (method_under_test() == method::cgroup)
         CHECK(cgrun_cgroups_under(own_cgroup()).empty());
+}
+
+TEST_CASE("a held child that is dropped before release is killed and reaped, not left a zombie")
+{
+    detail::spawn_request req;
+    req.argv = {"/bin/sleep", "100"};
+    req.hold = true;
+    pid_t pid = -1;
+    {
+        auto sp = detail::start_process(std::move(req));
+        REQUIRE(sp.has_value());
+        pid = sp->pid;
+        CHECK(proc_state(pid) != 0);
+    } // dropped: as when an attempt is given up or an exception unwinds
+    CHECK(proc_state(pid) == 0); // neither running nor a zombie
+    int status;
+    CHECK(::waitpid(-1, &status, WNOHANG) == -1);
 }
