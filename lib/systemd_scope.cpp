@@ -45,6 +45,7 @@ public:
     slot_ptr job_match;
     bool user = false;
     bool broken = false;
+    bool oom_policy = true; // the manager takes OOMPolicy= for scopes (253, and Debian's 252)
     pid_t owner = ::getpid(); // sd-bus connections do not survive fork()
     // Units whose start job we wait for, and the results JobRemoved brought for them.
     std::set<std::string> waiting;
@@ -136,27 +137,24 @@ result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chron
     return slot;
 }
 
-result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout)
+namespace {
+
+// Builds StartTransientUnit(req.unit, "fail", properties, no auxiliary units).
+result<message_ptr> build_start(sd_bus* bus, const scope_request& req, bool oom_policy)
 {
-    std::lock_guard lock(m.mutex);
-    sd_bus* bus = m.bus.get();
     const std::string what = "StartTransientUnit " + req.unit;
-
-    sd_bus_message* raw = nullptr;
-    int r = sd().sd_bus_message_new_method_call(bus, &raw, systemd_service, manager_path, manager_iface,
-                                           "StartTransientUnit");
-    message_ptr msg(raw);
-    if (r < 0)
-        return error::make(errc::scope_failed, what + ": " + std::error_code(-r, std::system_category()).message());
-
     auto fail = [&](int rr) {
         return error::make(errc::scope_failed,
                            what + ": building message: " + std::error_code(-rr, std::system_category()).message());
     };
-    // Name and mode
+    sd_bus_message* raw = nullptr;
+    int r = sd().sd_bus_message_new_method_call(bus, &raw, systemd_service, manager_path, manager_iface,
+                                                "StartTransientUnit");
+    message_ptr msg(raw);
+    if (r < 0)
+        return fail(r);
     if ((r = sd().sd_bus_message_append(raw, "ss", req.unit.c_str(), "fail")) < 0)
         return fail(r);
-    // Properties
     if ((r = sd().sd_bus_message_open_container(raw, 'a', "(sv)")) < 0)
         return fail(r);
     if ((r = sd().sd_bus_message_append(raw, "(sv)", "Description", "s", req.description.c_str())) < 0)
@@ -175,6 +173,12 @@ result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono
     // A failed (e.g. timed-out) scope would otherwise stay listed until reset-failed.
     if ((r = sd().sd_bus_message_append(raw, "(sv)", "CollectMode", "s", "inactive-or-failed")) < 0)
         return fail(r);
+    // systemd's default OOMPolicy=stop makes it stop the scope as soon as the kernel OOM-kills
+    // one of its processes: it kills the sentinel that holds the cgroup for our final sample
+    // and removes the cgroup, racing our read of memory.events (the report then said
+    // oom_killed false). cgrun stops the tree itself, so systemd is asked to keep out of it.
+    if (oom_policy && (r = sd().sd_bus_message_append(raw, "(sv)", "OOMPolicy", "s", "continue")) < 0)
+        return fail(r);
     if (!req.slice.empty() && (r = sd().sd_bus_message_append(raw, "(sv)", "Slice", "s", req.slice.c_str())) < 0)
         return fail(r);
     if (req.runtime_max_usec &&
@@ -192,40 +196,24 @@ result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono
             return fail(r);
     if ((r = sd().sd_bus_message_close_container(raw)) < 0)
         return fail(r);
-    // Auxiliary units
     if ((r = sd().sd_bus_message_append(raw, "a(sa(sv))", 0)) < 0)
         return fail(r);
+    return msg;
+}
 
-    m.waiting.insert(req.unit);
-    struct forget {
-        scope_manager& m;
-        const std::string& unit;
-        ~forget()
-        {
-            m.waiting.erase(unit);
-            m.job_results.erase(unit);
-        }
-    } forget_on_return{m, req.unit};
-
-    bus_error err;
-    sd_bus_message* rep = nullptr;
-    r = sd().sd_bus_call(bus, raw, usec(timeout), err.get(), &rep);
-    message_ptr reply(rep);
-    if (r < 0) {
-        if (connection_error(r))
-            m.broken = true;
-        return bus_failure(errc::scope_failed, what, r, err);
-    }
-
-    // The child waits, blocked before exec, until the job that moves it into the scope is done.
+// Waits for the JobRemoved of req.unit's start job (the match was installed before the call).
+result<void> wait_for_job(scope_manager& m, const std::string& unit, const std::string& what,
+                          std::chrono::milliseconds timeout)
+{
+    sd_bus* bus = m.bus.get();
     auto deadline = sys::now() + timeout;
     for (;;) {
-        if (auto it = m.job_results.find(req.unit); it != m.job_results.end()) {
+        if (auto it = m.job_results.find(unit); it != m.job_results.end()) {
             if (it->second != "done")
                 return error::make(errc::scope_failed, what + ": start job " + it->second);
-            break;
+            return {};
         }
-        r = sd().sd_bus_process(bus, nullptr);
+        int r = sd().sd_bus_process(bus, nullptr);
         if (r < 0) {
             m.broken = true;
             return error::make(errc::scope_failed,
@@ -238,15 +226,55 @@ result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono
             return error::make(errc::scope_failed, what + ": start job did not finish within " +
                                                        std::to_string(timeout.count()) + " ms");
         r = sd().sd_bus_wait(bus, static_cast<std::uint64_t>(
-                                 std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count()));
+                                      std::chrono::duration_cast<std::chrono::microseconds>(deadline - now).count()));
         if (r < 0 && r != -EINTR) {
             m.broken = true;
             return error::make(errc::scope_failed,
                                what + ": waiting for the job: " + std::error_code(-r, std::system_category()).message());
         }
     }
+}
 
-    return {};
+} // namespace
+
+result<void> start_scope(scope_manager& m, const scope_request& req, std::chrono::milliseconds timeout)
+{
+    std::lock_guard lock(m.mutex);
+    const std::string what = "StartTransientUnit " + req.unit;
+
+    m.waiting.insert(req.unit);
+    struct forget {
+        scope_manager& m;
+        const std::string& unit;
+        ~forget()
+        {
+            m.waiting.erase(unit);
+            m.job_results.erase(unit);
+        }
+    } forget_on_return{m, req.unit};
+
+    for (;;) {
+        auto msg = build_start(m.bus.get(), req, m.oom_policy);
+        if (!msg)
+            return msg.error();
+        bus_error err;
+        sd_bus_message* rep = nullptr;
+        int r = sd().sd_bus_call(m.bus.get(), msg->get(), usec(timeout), err.get(), &rep);
+        message_ptr reply(rep);
+        if (r >= 0)
+            break;
+        if (connection_error(r))
+            m.broken = true;
+        // A manager that predates OOMPolicy= for scopes refuses the property (and, on those
+        // versions, still stops an OOM-killed scope: the report may then miss the OOM kill).
+        if (m.oom_policy && err.is_set() && std::string(err.message()).find("OOMPolicy") != std::string::npos) {
+            m.oom_policy = false;
+            continue;
+        }
+        return bus_failure(errc::scope_failed, what, r, err);
+    }
+    // The child waits, blocked before exec, until the job that moves it into the scope is done.
+    return wait_for_job(m, req.unit, what, timeout);
 }
 
 void stop_scope(scope_manager& m, const std::string& unit, std::chrono::milliseconds timeout)
