@@ -455,7 +455,7 @@ bool lib_true(cgrun::method m)
 {
     cgrun::options o;
     o.argv = {"/bin/true"};
-    o.containment = m;
+    o.method = m;
     auto r = cgrun::run(std::move(o));
     if (!r) {
         static std::atomic<int> reported{0};
@@ -714,7 +714,7 @@ kill_sample kill_lib(const config&, cgrun::method m, int n, bool escapees, std::
     kill_sample s;
     cgrun::options o;
     o.argv = tree_argv(n, escapees);
-    o.containment = m;
+    o.method = m;
     o.timeout = timeout;
     auto t0 = clk::now();
     auto c = cgrun::spawn(std::move(o));
@@ -725,7 +725,7 @@ kill_sample kill_lib(const config&, cgrun::method m, int n, bool escapees, std::
     // The library's deadline is its own spawn start + timeout: a few µs after t0 + timeout.
     auto deadline = t0 + timeout;
     death_watch dw;
-    std::string cgdir = c->containment().cgroup ? cg2 + *c->containment().cgroup : "";
+    std::string cgdir = c->placement().cgroup ? cg2 + *c->placement().cgroup : "";
     while (clk::now() < deadline) {
         int have = cgdir.empty() ? count_group(c->pid()) : count_procs(cgdir);
         if (have >= n) {
@@ -886,7 +886,7 @@ json pgroup_escapees(int n)
                          " ]; do setsid sh -c 'echo $$ >> " + path + "; exec sleep 1000' & i=$((i+1)); done; wait";
     cgrun::options o;
     o.argv = {"/bin/sh", "-c", script};
-    o.containment = cgrun::method::pgroup;
+    o.method = cgrun::method::pgroup;
     o.timeout = 3000ms;
     auto c = cgrun::spawn(std::move(o));
     if (!c)
@@ -1192,7 +1192,7 @@ int cmd_hold(int count, cgrun::method m)
     for (int i = 0; i < count; ++i) {
         cgrun::options o;
         o.argv = {"/bin/sleep", "1000"};
-        o.containment = m;
+        o.method = m;
         auto c = cgrun::spawn(std::move(o));
         if (!c) {
             out["error"] = "spawn #" + std::to_string(i) + ": " + c.error().message();
@@ -1262,7 +1262,7 @@ int cmd_run(config& cfg)
         // Fail early and clearly if the scope method is not available here.
         cgrun::options o;
         o.argv = {"/bin/true"};
-        o.containment = cgrun::method::scope;
+        o.method = cgrun::method::scope;
         auto r = cgrun::run(std::move(o));
         if (!r)
             die("--env systemd, but the scope method fails: " + r.error().message());

@@ -76,6 +76,42 @@ void walk(int fd, const std::string& path, const std::function<void(int, const s
 
 } // namespace
 
+result<unique_fd> open_cgroup(int mount_fd, const std::string& path)
+{
+    auto rel = relative_cgroup_path(path);
+    if (!rel)
+        return error::make(errc::invalid_argument, "cgroup path " + path);
+    auto fd = sys::open_dir(mount_fd, rel->empty() ? "." : *rel);
+    if (!fd)
+        return error{fd.error().code, "open cgroup " + (path.empty() ? "/" : path)};
+    return fd;
+}
+
+result<std::vector<std::string>> controllers(int dirfd, const std::string& path)
+{
+    auto text = sys::read_file(dirfd, "cgroup.controllers");
+    if (!text)
+        return error{text.error().code, "read " + path + "/cgroup.controllers"};
+    std::vector<std::string> out;
+    size_t i = 0;
+    while ((i = text->find_first_not_of(" \n", i)) != std::string::npos) {
+        size_t end = text->find_first_of(" \n", i);
+        out.push_back(text->substr(i, end - i));
+        i = end;
+    }
+    return out;
+}
+
+result<void> enable_controller(int dirfd, const std::string& path, const std::string& controller)
+{
+    // EBUSY while the cgroup itself holds processes: the kernel's "no internal processes" rule
+    // (e.g. our own cgroup, or a container's root before its processes moved to a leaf).
+    if (auto w = sys::write_file(dirfd, "cgroup.subtree_control", "+" + controller); !w)
+        return error{w.error().code, "enable the " + controller + " controller in " + path +
+                                         ": write cgroup.subtree_control"};
+    return {};
+}
+
 std::string cgroup_dir::where(const std::string& file) const
 {
     return path_ + "/" + file;
@@ -83,25 +119,20 @@ std::string cgroup_dir::where(const std::string& file) const
 
 result<cgroup_dir> cgroup_dir::open(int mount_fd, const std::string& path)
 {
-    auto rel = relative_cgroup_path(path);
-    if (!rel)
-        return error::make(errc::invalid_argument, "cgroup path " + path);
-    auto fd = sys::open_dir(mount_fd, rel->empty() ? "." : *rel);
+    auto fd = open_cgroup(mount_fd, path);
     if (!fd)
-        return error{fd.error().code, "open cgroup " + path};
-    return cgroup_dir{std::move(*fd), "/" + *rel};
+        return fd.error();
+    return cgroup_dir{std::move(*fd), "/" + *relative_cgroup_path(path)};
 }
 
 result<cgroup_dir> cgroup_dir::create(int mount_fd, const std::string& parent, const std::string& name)
 {
     if (!valid_cgroup_name(name))
         return error::make(errc::invalid_argument, "cgroup name " + name);
-    auto prel = relative_cgroup_path(parent);
-    if (!prel)
-        return error::make(errc::invalid_argument, "cgroup path " + parent);
-    auto pfd = sys::open_dir(mount_fd, prel->empty() ? "." : *prel);
+    auto pfd = open_cgroup(mount_fd, parent);
     if (!pfd)
-        return error{pfd.error().code, "open cgroup " + parent};
+        return pfd.error();
+    auto prel = relative_cgroup_path(parent);
     std::string path = (prel->empty() ? "" : "/" + *prel) + "/" + name;
     if (auto r = sys::make_dir(pfd->get(), name, 0755); !r)
         return error{r.error().code, "mkdir " + path};
@@ -298,7 +329,7 @@ result<void> remove_tree(int mount_fd, int fd, const std::string& rel, const std
     auto until = sys::now() + 2s;
     bool children_removed = false;
     for (auto step = 100us;; step = std::min<std::chrono::microseconds>(step * 2, 10ms)) {
-        int e = sys::remove_dir(mount_fd, rel);
+        int e = -sys::remove_dir(mount_fd, rel);
         if (e == 0 || e == ENOENT)
             return {};
         if (e != EBUSY || sys::now() >= until)

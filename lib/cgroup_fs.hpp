@@ -24,6 +24,13 @@ enum class kill_mechanism { cgroup_kill, freeze_kill };
 // runs. Set by the environment variable CGRUN_TEST_NO_CGROUP_KILL=1.
 bool cgroup_kill_disabled() noexcept;
 
+// The directory of the cgroup at `path` ("/a/b"; "/" or "" is the root) below the mount.
+result<unique_fd> open_cgroup(int mount_fd, const std::string& path);
+// The names listed in cgroup.controllers of the cgroup directory `dirfd` (at `path`).
+result<std::vector<std::string>> controllers(int dirfd, const std::string& path);
+// Writes "+controller" to cgroup.subtree_control of the cgroup directory `dirfd` (at `path`).
+result<void> enable_controller(int dirfd, const std::string& path, const std::string& controller);
+
 class cgroup_dir {
 public:
     cgroup_dir() = default;

@@ -1,11 +1,13 @@
+// What the host offers (cgrun --check): cgroup2, a delegated parent, CLONE_INTO_CGROUP, systemd.
+
 #include "cgroup_fs.hpp"
 #include "cgroup_path.hpp"
-#include "host.hpp"
+#include "hierarchy.hpp"
 #include "spawn.hpp"
 #include "sys.hpp"
 #include "systemd_scope.hpp"
 
-#include <cgrun/child.hpp>
+#include <cgrun/host.hpp>
 
 #include <unistd.h>
 
@@ -22,7 +24,7 @@ host_info probe_host(const options& opts)
         h.own_cgroup = *own;
 
     if (root) {
-        std::string parent = !opts.cgroup_parent.empty() ? opts.cgroup_parent : h.own_cgroup.value_or("");
+        std::string parent = !opts.cgroup.parent.empty() ? opts.cgroup.parent : h.own_cgroup.value_or("");
         if (parent.empty())
             h.delegated_parent_error = "own cgroup unknown";
         else {
@@ -32,18 +34,9 @@ host_info probe_host(const options& opts)
             } else {
                 h.delegated_parent = parent;
                 h.cgroup_kill = leaf->has_file("cgroup.kill");
-                if (auto rel = detail::relative_cgroup_path(parent)) {
-                    if (auto pfd = sys::open_dir(root->fd, rel->empty() ? "." : *rel)) {
-                        if (auto text = sys::read_file(pfd->get(), "cgroup.controllers")) {
-                            size_t i = 0;
-                            while ((i = text->find_first_not_of(" \n", i)) != std::string::npos) {
-                                size_t end = text->find_first_of(" \n", i);
-                                h.controllers.push_back(text->substr(i, end - i));
-                                i = end;
-                            }
-                        }
-                    }
-                }
+                if (auto pfd = detail::open_cgroup(root->fd, parent))
+                    if (auto c = detail::controllers(pfd->get(), parent))
+                        h.controllers = std::move(*c);
                 detail::spawn_request req;
                 req.argv = {"/bin/true"};
                 req.stdio = {stdio_spec::null(), stdio_spec::null(), stdio_spec::null()};
@@ -67,7 +60,7 @@ host_info probe_host(const options& opts)
         }
     }
 
-    auto mgr = detail::connect_manager(opts.bus, opts.bus_timeout);
+    auto mgr = detail::connect_manager(opts.scope.bus, opts.scope.bus_timeout);
     if (mgr)
         h.systemd_reachable = true;
     else

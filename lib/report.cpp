@@ -1,3 +1,7 @@
+// The run report: built from a finished child's state, and written as JSON.
+
+#include "child_state.hpp"
+
 #include <cgrun/report.hpp>
 
 #include <nlohmann/json.hpp>
@@ -106,6 +110,50 @@ std::string to_json(const run_report& r)
     // Invalid UTF-8 in argv must not make the report unwritable.
     return j.dump(2, ' ', false, json::error_handler_t::replace);
 }
+
+namespace detail {
+
+double millis(const timeval& t)
+{
+    return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_usec) / 1e3;
+}
+
+run_report make_report(const child_state& st)
+{
+    run_report rep;
+    rep.command = st.opts.argv;
+    rep.used = st.where.used;
+    rep.fallbacks = st.where.fallbacks;
+    rep.unit = st.where.unit;
+    rep.cgroup = st.where.cgroup;
+    rep.pid = st.main.pid;
+    cpu_times cpu = st.used.cpu;
+    if (auto& ex = st.main.exit) {
+        if (ex->code == CLD_EXITED)
+            rep.exit_code = ex->status;
+        else
+            rep.signal = ex->status;
+        // The main process's own usage (and that of children it waited for): the only
+        // figure for pgroup, and a floor where the cgroup vanished before it could be read.
+        double u = millis(ex->usage.ru_utime);
+        double s = millis(ex->usage.ru_stime);
+        if (u + s > cpu.user_ms + cpu.system_ms)
+            cpu = {u, s};
+    }
+    rep.timed_out = st.timed_out;
+    rep.cancelled = st.cancelled;
+    rep.kill = st.kill;
+    rep.remaining_processes = st.remaining;
+    rep.wall_time_ms = st.wall_ms;
+    rep.cpu_user_ms = cpu.user_ms;
+    rep.cpu_system_ms = cpu.system_ms;
+    rep.memory_peak_bytes = st.used.memory_peak;
+    rep.oom_killed = st.used.oom;
+    rep.error = st.late_error;
+    return rep;
+}
+
+} // namespace detail
 
 run_report failed_report(std::vector<std::string> command, method m, std::string error)
 {

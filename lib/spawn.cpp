@@ -1,3 +1,5 @@
+// Starting the command: the launch plan, clone3/fork, and the child side up to execve.
+
 #include "spawn.hpp"
 
 #include "sys.hpp"
@@ -182,6 +184,17 @@ struct launch {
     size_t stack_size = 0;
     unique_fd guard; // the held child's pidfd (a dup) while it may still run on `stack`
 };
+
+spawn_request launch_request(const options& o)
+{
+    spawn_request r;
+    r.argv = o.argv;
+    r.env = o.env;
+    r.cwd = o.cwd;
+    r.stdio = o.stdio;
+    r.inherit_fds = o.inherit_fds;
+    return r;
+}
 
 void reaping_pidfd::reset() noexcept
 {
@@ -502,7 +515,12 @@ result<sentinel> start_sentinel()
     }
     if (pid < 0)
         return error::make(errc::spawn_failed, std::string("clone3 sentinel: ") + std::strerror(-pid));
-    return sentinel{pid, unique_fd{pidfd}, std::move(p->write)};
+    return sentinel(pid, unique_fd{pidfd}, std::move(p->write));
+}
+
+sentinel::~sentinel()
+{
+    stop_sentinel(*this);
 }
 
 void stop_sentinel(sentinel& s) noexcept

@@ -26,6 +26,9 @@ struct spawn_request {
     bool hold = false;
 };
 
+// The request for the command of `o` (argv, env, cwd, stdio, inherited fds).
+spawn_request launch_request(const options& o);
+
 // A child's pidfd while nobody else answers for the child: dropping it kills and reaps the
 // child (a held one would otherwise exit by itself once `go` closes, and stay a zombie).
 // release() hands the pidfd on to whoever takes over.
@@ -91,6 +94,13 @@ struct sentinel {
     pid_t pid = -1;
     unique_fd pidfd;
     unique_fd release;
+
+    sentinel() = default;
+    sentinel(pid_t p, unique_fd fd, unique_fd rel) noexcept
+        : pid(p), pidfd(std::move(fd)), release(std::move(rel)) {}
+    sentinel(sentinel&&) noexcept = default;
+    sentinel& operator=(sentinel&&) = delete;
+    ~sentinel();
 };
 result<sentinel> start_sentinel();
 // Lets the sentinel exit and reaps it.

@@ -125,7 +125,7 @@ result<void> make_dir(int at, const std::string& path, mode_t mode)
 
 int remove_dir(int at, const std::string& path) noexcept
 {
-    return ::unlinkat(at, path.c_str(), AT_REMOVEDIR) < 0 ? errno : 0;
+    return ::unlinkat(at, path.c_str(), AT_REMOVEDIR) < 0 ? -errno : 0;
 }
 
 result<pipe_fds> make_pipe(int extra_flags)

@@ -1,7 +1,12 @@
 #pragma once
 
-// The only place that makes raw system calls. Everything opens O_CLOEXEC, retries EINTR,
-// and turns errno into an error that names the call and what it touched.
+// The system calls of the parent side. (The other file that makes raw calls is spawn.cpp:
+// the code between clone and exec, and the clone/fork fallbacks around it, must stay next
+// to the child they create.) Everything opens O_CLOEXEC and retries EINTR.
+//
+// One errno convention: a call that can say what it touched returns result<T>, whose error
+// carries the errno and names the call and the path; the few that return `int` or `pid_t`
+// return 0 (or the pid) on success and -errno on failure, never touching errno.
 
 #include <cgrun/error.hpp>
 #include <cgrun/unique_fd.hpp>
@@ -31,7 +36,7 @@ result<std::string> pread_all(int fd, const std::string& what);
 // One write of `data` to `at`/`path` (cgroupfs takes each write as one command).
 result<void> write_file(int at, const std::string& path, std::string_view data);
 result<void> make_dir(int at, const std::string& path, mode_t mode);
-// rmdir; the raw errno is returned so callers can retry EBUSY.
+// rmdir: 0 or -errno (callers retry -EBUSY).
 int remove_dir(int at, const std::string& path) noexcept;
 
 struct pipe_fds {

@@ -138,7 +138,7 @@ result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds
     }
 }
 
-void describe_containment(const containment_info& info, method requested)
+void describe_containment(const placement& info, method requested)
 {
     for (const auto& f : info.fallbacks)
         warn("not using " + std::string(to_string(f.tried)) + ": " + f.reason);
@@ -209,21 +209,21 @@ int run_command(const command_line& cmd)
     if (!started) {
         const auto& err = started.error();
         warn(err.message());
-        auto report = failed_report(cmd.opts.argv, cmd.opts.containment, err.message());
+        auto report = failed_report(cmd.opts.argv, cmd.opts.method, err.message());
         return report_written(json, report, spawn_failure_status(err.code));
     }
     child& c = *started;
     if (cmd.verbose)
-        describe_containment(c.containment(), cmd.opts.containment);
+        describe_containment(c.placement(), cmd.opts.method);
 
-    auto terminal = terminal_handoff::begin(c.containment().pgid);
+    auto terminal = terminal_handoff::begin(c.placement().pgid);
     std::optional<int> caught;
     auto finished = supervise(c, signals->get(), cmd.opts.timeout, terminal, caught);
     terminal.take_back();
     if (!finished) {
         std::string message = finished.error().message();
         warn(message);
-        auto report = failed_report(cmd.opts.argv, c.containment().used, message);
+        auto report = failed_report(cmd.opts.argv, c.placement().used, message);
         return report_written(json, report, exit_internal);
     }
     const run_report& r = *finished;

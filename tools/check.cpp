@@ -117,11 +117,11 @@ proof prove(method m, const options& base)
     o.argv = escaping_tree;
     o.stdio = {stdio_spec::null(), stdio_spec::from_fd(pid_writer.get()), stdio_spec::null()};
     o.timeout = proof_timeout;
-    o.containment = m;
-    o.bus = base.bus;
-    o.slice = base.slice;
-    o.cgroup_parent = base.cgroup_parent;
-    o.bus_timeout = base.bus_timeout;
+    o.method = m;
+    o.scope.bus = base.scope.bus;
+    o.scope.slice = base.scope.slice;
+    o.cgroup.parent = base.cgroup.parent;
+    o.scope.bus_timeout = base.scope.bus_timeout;
 
     auto started = spawn(std::move(o));
     pid_writer.reset();
@@ -243,7 +243,7 @@ int run_check(const command_line& cmd)
 
     std::vector<proof> proofs;
     for (method m : {method::scope, method::cgroup}) {
-        if (cmd.opts.containment != method::automatic && cmd.opts.containment != m)
+        if (cmd.opts.method != method::automatic && cmd.opts.method != m)
             continue;
         bool may_work = m == method::scope ? host.systemd_reachable : host.delegated_parent.has_value();
         if (!may_work) {

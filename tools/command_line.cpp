@@ -155,29 +155,29 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         auto m = method_from_string(value);
         if (!m)
             return "invalid method " + quoted(value) + " (expected auto, scope, cgroup or pgroup)";
-        opts.containment = *m;
+        opts.method = *m;
         break;
     }
     case opt::user:
-        opts.bus = bus_kind::user;
+        opts.scope.bus = bus_kind::user;
         break;
     case opt::system:
-        opts.bus = bus_kind::system;
+        opts.scope.bus = bus_kind::system;
         break;
     case opt::slice:
         if (value.empty())
             return "empty slice name";
-        opts.slice = value;
+        opts.scope.slice = value;
         break;
     case opt::unit:
         if (!valid_unit_name(value))
             return "invalid unit name " + quoted(value);
-        opts.unit = value;
+        opts.scope.unit = value;
         break;
     case opt::cgroup_parent:
         if (value.empty())
             return "empty cgroup parent";
-        opts.cgroup_parent = value;
+        opts.cgroup.parent = value;
         break;
     case opt::property:
         return parse_property(value, opts);
@@ -284,7 +284,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
     if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
-        else if (cmd.opts.containment == method::pgroup)
+        else if (cmd.opts.method == method::pgroup)
             out.problem = "--check proves the scope and cgroup methods only";
     } else if (cmd.opts.argv.empty()) {
         out.problem = "missing command" + std::string(see_help);

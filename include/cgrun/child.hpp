@@ -22,7 +22,7 @@ struct child_state;
 }
 
 // Where a child's tree lives.
-struct containment_info {
+struct placement {
     method used = method::pgroup;
     std::vector<fallback> fallbacks;   // methods tried first (auto) and why they were not used
     std::optional<std::string> unit;   // scope method
@@ -52,7 +52,7 @@ public:
     // it too and call wait_for(0ms) when it fires, so the report can record the OOM kill
     // and the memory peak before systemd removes an emptied scope.
     [[nodiscard]] int memory_events_fd() const noexcept;
-    [[nodiscard]] const containment_info& containment() const noexcept;
+    [[nodiscard]] const cgrun::placement& placement() const noexcept;
     // When the timeout of the options expires (counted from spawn), if there is one: an
     // event loop should call wait_for(0ms) then.
     [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept;
@@ -84,7 +84,7 @@ private:
     std::unique_ptr<detail::child_state> s_;
 };
 
-// Starts opts.argv contained by opts.containment. Errors: exec_not_found,
+// Starts opts.argv held by opts.method. Errors: exec_not_found,
 // exec_not_executable, exec_failed, invalid_argument, and for an explicit method that
 // cannot be had cgroup2_unavailable, cgroup_not_delegated, systemd_unavailable,
 // scope_failed, controller_unavailable.
@@ -93,20 +93,5 @@ CGRUN_EXPORT result<child> spawn(options opts);
 // spawn() + wait(). A spawn error is returned as an error; a timeout is not an error.
 CGRUN_EXPORT result<run_report> run(options opts);
 
-// What the host offers; used by `cgrun --check`.
-struct host_info {
-    std::optional<std::string> cgroup2_mount;
-    std::optional<std::string> own_cgroup;
-    bool cgroup_kill = false;         // cgroup.kill exists in the own cgroup (or the mount root's children)
-    std::optional<std::string> delegated_parent; // where the cgroup method would create its leaves
-    std::optional<std::string> delegated_parent_error;
-    bool clone_into_cgroup = false;   // clone3(CLONE_INTO_CGROUP) worked into a test leaf
-    std::optional<std::string> clone_into_cgroup_error;
-    bool systemd_reachable = false;   // the chosen systemd manager answered
-    std::optional<std::string> systemd_error;
-    std::vector<std::string> controllers; // cgroup.controllers of the delegated parent
-};
-
-[[nodiscard]] CGRUN_EXPORT host_info probe_host(const options& opts);
 
 } // namespace cgrun

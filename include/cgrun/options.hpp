@@ -14,7 +14,9 @@
 
 namespace cgrun {
 
-// How the process tree is contained.
+// Words used throughout: a *method* is how a tree is held (this enum); the *placement* is
+// where one child's tree ended up (unit, cgroup, process group); a *mechanism* is how a tree
+// was killed ("cgroup.kill", "freeze-kill", "killpg" in kill_info).
 enum class method {
     automatic, // scope, else cgroup, else pgroup; each step down is recorded with its reason
     scope,     // a transient systemd scope per child (sd-bus StartTransientUnit)
@@ -62,6 +64,24 @@ struct limit {
     std::string value;
 };
 
+// Knobs of the scope method only.
+struct scope_options {
+    bus_kind bus = bus_kind::automatic;
+    std::string unit;  // scope name; empty = generated ("cgrun-<cmd>-<pid>-<n>.scope")
+    std::string slice; // empty = the manager's default
+    std::chrono::milliseconds bus_timeout{3000}; // per D-Bus call and for the start job
+    // Extra time systemd waits past `timeout` + kill.grace before it stops the scope itself:
+    // the backstop for a spawner that died without stopping its tree.
+    std::chrono::milliseconds backstop_margin{1000};
+};
+
+// Knobs of the cgroup method only.
+struct cgroup_options {
+    // Parent of the leaves, as a path inside the cgroup2 hierarchy ("/a/b"); it must exist
+    // (cgrun creates only its own leaves). Empty = the caller's own cgroup.
+    std::string parent;
+};
+
 struct options {
     // argv[0] is looked up in PATH (of `env` if given, else of the caller) unless it has a '/'.
     std::vector<std::string> argv;
@@ -79,20 +99,10 @@ struct options {
     // When the main child exits by itself: kill what it left running (default) or keep it.
     bool keep_orphans = false;
 
-    method containment = method::automatic;
-
-    // scope method
-    bus_kind bus = bus_kind::automatic;
-    std::string unit;  // scope name; empty = generated ("cgrun-<cmd>-<id>.scope")
-    std::string slice; // empty = the manager's default
-    std::chrono::milliseconds bus_timeout{3000}; // per D-Bus call and for the start job
-    // Extra time systemd waits past `timeout` before it kills the scope itself
-    // (the backstop for a spawner that crashed).
-    std::chrono::milliseconds backstop_margin{2000};
-
-    // cgroup method: parent cgroup as a path inside the cgroup2 hierarchy ("/a/b");
-    // empty = the caller's own cgroup.
-    std::string cgroup_parent;
+    // How the tree is held; see `method`.
+    cgrun::method method = cgrun::method::automatic;
+    scope_options scope;
+    cgroup_options cgroup;
 
     std::vector<limit> limits;
 };

@@ -289,7 +289,7 @@ TEST_CASE("destroying a running child kills and reaps its whole tree")
         auto c = spawn(base_options({"sh", "-c", daemon + " & exec sleep 100"}));
         REQUIRE(c.has_value());
         main_pid = c->pid();
-        cg = c->containment().cgroup;
+        cg = c->placement().cgroup;
         REQUIRE(wait_for_pids(f, 1).size() == 1);
     }
     auto pids = wait_for_pids(f, 1, 100);
@@ -494,9 +494,9 @@ TEST_CASE("sub-cgroups the payload made are killed and removed with its cgroup")
     REQUIRE(c.has_value());
     auto pids = wait_for_pids(f, 1);
     REQUIRE(pids.size() == 1);
-    for (int i = 0; i < 200 && proc_cgroup(pids[0]) != *c->containment().cgroup + "/sub"; ++i)
+    for (int i = 0; i < 200 && proc_cgroup(pids[0]) != *c->placement().cgroup + "/sub"; ++i)
         std::this_thread::sleep_for(5ms);
-    REQUIRE(proc_cgroup(pids[0]) == *c->containment().cgroup + "/sub");
+    REQUIRE(proc_cgroup(pids[0]) == *c->placement().cgroup + "/sub");
     auto r = c->kill();
     REQUIRE(r.has_value());
     CHECK(exited(pids[0]));

@@ -194,7 +194,7 @@ TEST_CASE("bad options are rejected before anything starts")
     l.limits = {{"Bogus", "1"}};
     CHECK(spawn(l).error().code == errc::invalid_argument);
     auto u = base_options({"true"});
-    u.unit = "bad/name";
+    u.scope.unit = "bad/name";
     if (method_under_test() == method::scope)
         CHECK(spawn(u).error().code == errc::invalid_argument);
 }

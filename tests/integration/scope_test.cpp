@@ -25,9 +25,9 @@ int crash_helper(int argc, char** argv)
     std::string pidfile = argv[2];
     options o;
     o.argv = {"sh", "-c", "setsid sh -c 'echo $$ >> " + pidfile + "; exec sleep 100' & exec sleep 100"};
-    o.containment = method::scope;
+    o.method = method::scope;
     o.timeout = 500ms;
-    o.backstop_margin = 500ms;
+    o.scope.backstop_margin = 500ms;
     o.stdio = {stdio_spec::null(), stdio_spec::null(), stdio_spec::null()};
     auto c = spawn(o);
     if (!c) {
@@ -36,7 +36,7 @@ int crash_helper(int argc, char** argv)
     }
     {
         std::ofstream u(argv[3]);
-        u << *c->containment().unit << "\n";
+        u << *c->placement().unit << "\n";
     }
     wait_for_pids(pidfile, 1);
     ::raise(SIGKILL);
@@ -51,17 +51,17 @@ TEST_CASE("a child that forks at once has every descendant inside its cgroup")
         auto o = base_options({"sh", "-c", "sleep 100 & sleep 100 & (sleep 100 &) ; exec sleep 100"});
         auto c = spawn(o);
         REQUIRE(c.has_value());
-        REQUIRE(c->containment().cgroup.has_value());
+        REQUIRE(c->placement().cgroup.has_value());
         std::vector<int> d;
         for (int i = 0; i < 500 && d.size() < 2; ++i) {
             d = descendants(c->pid());
             std::this_thread::sleep_for(2ms);
         }
-        CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
+        CHECK(proc_cgroup(c->pid()) == *c->placement().cgroup);
         for (int p : d) {
             auto cg = proc_cgroup(p);
             if (!cg.empty()) // it may have exited in between
-                CHECK(cg == *c->containment().cgroup);
+                CHECK(cg == *c->placement().cgroup);
         }
         auto r = c->kill();
         REQUIRE(r.has_value());
@@ -74,16 +74,16 @@ TEST_CASE("the scope is named, described and collected")
     if (method_under_test() != method::scope)
         return;
     auto o = base_options({"sleep", "100"});
-    o.unit = "cgrun-test-named-" + std::to_string(::getpid());
+    o.scope.unit = "cgrun-test-named-" + std::to_string(::getpid());
     auto c = spawn(o);
     REQUIRE(c.has_value());
-    auto unit = *c->containment().unit;
-    CHECK(unit == o.unit + ".scope");
+    auto unit = *c->placement().unit;
+    CHECK(unit == o.scope.unit + ".scope");
     CHECK(unit_loaded(unit));
     // The child is where systemd says the scope is (its ControlGroup property), and the
     // description names the command.
-    CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
-    CHECK(unit_property(unit, "ControlGroup") == *c->containment().cgroup);
+    CHECK(proc_cgroup(c->pid()) == *c->placement().cgroup);
+    CHECK(unit_property(unit, "ControlGroup") == *c->placement().cgroup);
     CHECK(unit_property(unit, "Description") == "cgrun: sleep 100");
     CHECK(unit_property(unit, "CollectMode") == "inactive-or-failed");
     auto r = c->kill();
@@ -111,7 +111,7 @@ TEST_CASE("the automatic method picks the scope under systemd")
     if (method_under_test() != method::scope)
         return;
     auto o = base_options({"true"});
-    o.containment = method::automatic;
+    o.method = method::automatic;
     auto r = run(o);
     REQUIRE(r.has_value());
     CHECK(r->used == method::scope);
@@ -123,7 +123,7 @@ TEST_CASE("an existing unit name is an error, not a silent fallback")
     if (method_under_test() != method::scope)
         return;
     auto o = base_options({"sleep", "100"});
-    o.unit = "cgrun-test-dup-" + std::to_string(::getpid());
+    o.scope.unit = "cgrun-test-dup-" + std::to_string(::getpid());
     auto first = spawn(o);
     REQUIRE(first.has_value());
     auto second = spawn(o);
@@ -178,12 +178,12 @@ TEST_CASE("a scope can be placed in a given slice")
     if (method_under_test() != method::scope)
         return;
     auto o = base_options({"sleep", "100"});
-    o.slice = "cgruntest.slice";
+    o.scope.slice = "cgruntest.slice";
     auto c = spawn(o);
     REQUIRE(c.has_value());
-    REQUIRE(c->containment().cgroup.has_value());
-    CHECK(c->containment().cgroup->rfind("/cgruntest.slice/cgrun-sleep-", 0) == 0);
-    CHECK(proc_cgroup(c->pid()) == *c->containment().cgroup);
+    REQUIRE(c->placement().cgroup.has_value());
+    CHECK(c->placement().cgroup->rfind("/cgruntest.slice/cgrun-sleep-", 0) == 0);
+    CHECK(proc_cgroup(c->pid()) == *c->placement().cgroup);
     CHECK(c->kill().has_value());
 }
 
@@ -214,8 +214,8 @@ TEST_CASE("a stalled bus costs the bus timeout, not 25 s, and auto falls back to
     REQUIRE(dbus > 1);
     REQUIRE(::kill(dbus, SIGSTOP) == 0);
     auto o = base_options({"true"});
-    o.containment = method::automatic;
-    o.bus_timeout = 300ms;
+    o.method = method::automatic;
+    o.scope.bus_timeout = 300ms;
     auto start = std::chrono::steady_clock::now();
     auto r = run(o);
     auto took = std::chrono::steady_clock::now() - start;

@@ -230,7 +230,7 @@ options base_options(std::vector<std::string> argv)
 {
     options o;
     o.argv = std::move(argv);
-    o.containment = method_under_test();
+    o.method = method_under_test();
     o.stdio = {stdio_spec::null(), stdio_spec::inherit(), stdio_spec::inherit()};
     return o;
 }

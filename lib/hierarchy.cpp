@@ -1,4 +1,4 @@
-#include "host.hpp"
+#include "hierarchy.hpp"
 
 #include "cgroup_path.hpp"
 #include "sys.hpp"

@@ -1,0 +1,31 @@
+#pragma once
+
+// A tree held by one cgroup v2 directory: the cgroup method's tree, which the scope method's
+// extends (method_cgroup.cpp, method_scope.cpp).
+
+#include "tree.hpp"
+
+namespace cgrun::detail {
+
+class cgroup_tree : public tree {
+public:
+    explicit cgroup_tree(cgroup_dir cg) : cg_(std::move(cg)) {}
+
+    result<bool> alive() override;
+    void signal(int sig) override;
+    result<std::string> kill() override;
+    [[nodiscard]] std::string mechanism() const override;
+    result<bool> wait_empty(deadline_t deadline) override;
+    int remaining() override;
+    void sample(usage& u) override;
+    unique_fd open_memory_events() override;
+    // Removes the leaf (and any sub-cgroups the payload made).
+    result<void> finish() override;
+    [[nodiscard]] bool holds_resources() const override { return cg_.valid(); }
+    void abandon() noexcept override { cg_.release(); }
+
+protected:
+    cgroup_dir cg_;
+};
+
+} // namespace cgrun::detail
