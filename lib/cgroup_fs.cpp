@@ -1,3 +1,5 @@
+// One cgroup v2 directory, touched through dirfds: populated, kill, signal, wait, accounting, removal.
+
 #include "cgroup_fs.hpp"
 
 #include "cgroup_path.hpp"

@@ -1,3 +1,5 @@
+// Pure parsers of /proc/self/mountinfo and /proc/PID/cgroup, and cgroup path checks.
+
 #include "cgroup_path.hpp"
 
 #include <vector>

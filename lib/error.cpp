@@ -1,3 +1,5 @@
+// The error category of libcgrun and error messages that name what they touched.
+
 #include <cgrun/error.hpp>
 
 namespace cgrun {

@@ -1,3 +1,5 @@
+// The cgroup2 hierarchy as this process sees it: its mount, and the cgroup of a process.
+
 #include "hierarchy.hpp"
 
 #include "cgroup_path.hpp"
@@ -31,27 +33,27 @@ result<cgroup2_root> cgroup2()
     return root;
 }
 
-result<std::string> process_cgroup(pid_t pid)
+namespace {
+result<std::string> cgroup_in(const std::string& file)
 {
-    auto file = "/proc/" + std::to_string(pid) + "/cgroup";
     auto text = sys::read_file(AT_FDCWD, file);
     if (!text)
-        return text.error();
+        return error::make(errc::cgroup2_unavailable, text.error().message());
     auto path = unified_cgroup(*text);
     if (!path)
         return error::make(errc::cgroup2_unavailable, "no reachable 0:: line in " + file);
     return *path;
 }
+} // namespace
+
+result<std::string> process_cgroup(pid_t pid)
+{
+    return cgroup_in("/proc/" + std::to_string(pid) + "/cgroup");
+}
 
 result<std::string> own_cgroup()
 {
-    auto text = sys::read_file(AT_FDCWD, "/proc/self/cgroup");
-    if (!text)
-        return error::make(errc::cgroup2_unavailable, text.error().message());
-    auto path = unified_cgroup(*text);
-    if (!path)
-        return error::make(errc::cgroup2_unavailable, "no reachable 0:: line in /proc/self/cgroup");
-    return *path;
+    return cgroup_in("/proc/self/cgroup");
 }
 
 } // namespace cgrun::detail

@@ -1,3 +1,5 @@
+// Resource limits (-p NAME=VALUE): parsed into scope properties and cgroup v2 files.
+
 #include "limits.hpp"
 
 #include <cerrno>

@@ -1,3 +1,5 @@
+// libsystemd loaded with dlopen() on first use of the scope method; the sd-bus calls we need.
+
 #include "sd_bus_api.hpp"
 
 #include <config.h>

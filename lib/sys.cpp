@@ -1,3 +1,5 @@
+// The system calls of the parent side, each returning what it touched with its errno.
+
 #include "sys.hpp"
 
 #include <dirent.h>

@@ -1,3 +1,5 @@
+// The D-Bus conversation with a systemd manager: build StartTransientUnit, call, wait for its job.
+
 #include "systemd_scope.hpp"
 
 #include <config.h>

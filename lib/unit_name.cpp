@@ -1,3 +1,5 @@
+// Scope unit names: generated from the command, or validated when the caller gives one.
+
 #include "unit_name.hpp"
 
 #include <unistd.h>
