@@ -23,6 +23,8 @@ public:
     result<void> finish() override;
     [[nodiscard]] bool holds_resources() const override { return cg_.valid(); }
     void abandon() noexcept override { cg_.release(); }
+    // The leaf is ours to remove.
+    [[nodiscard]] guard_target guard() const override;
 
 protected:
     cgroup_dir cg_;

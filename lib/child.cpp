@@ -125,7 +125,11 @@ bool cleanup(child_state& st, bool patient)
     if (m.reaped)
         m.pidfd.reset();
     st.memory_events.reset();
-    return m.reaped && st.remaining == 0 && !t.holds_resources();
+    bool done = m.reaped && st.remaining == 0 && !t.holds_resources();
+    // Kept orphans are the caller's now: the guard must not kill them later.
+    if (done || st.opts.keep_orphans)
+        st.guarded.drop();
+    return done;
 }
 
 // The run is over (the main process exited, or the tree was stopped): reap, measure,
@@ -210,6 +214,7 @@ void child::detach() noexcept
     if (!s_)
         return;
     s_->detached = true;
+    s_->guarded.drop();
     s_->held->abandon();
 }
 
@@ -328,6 +333,12 @@ result<child> spawn(options opts)
     st->ends = std::move(p->process.parent_ends);
 
     child c(std::move(st));
+    if (c.s_->opts.spawner_guard) {
+        auto g = detail::guard_tree(c.s_->held->guard());
+        if (!g)
+            return g.error(); // c kills the tree
+        c.s_->guarded = std::move(*g);
+    }
     // Let it exec (its tree owns it by now), and learn whether exec worked.
     if (auto r = detail::release(p->process); !r) {
         // The child exited with 127: reap it and remove what was created for it.

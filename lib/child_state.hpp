@@ -23,6 +23,7 @@ struct child_state {
     std::unique_ptr<tree> held; // never null once spawned
     // memory.events, polled with the pidfd: an OOM kill is sampled while the cgroup exists.
     unique_fd memory_events;
+    guard_ticket guarded; // held while the spawner-death guard would kill the tree
 
     std::optional<kill_info> kill;
     bool timed_out = false;

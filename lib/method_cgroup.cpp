@@ -80,6 +80,14 @@ result<void> cgroup_tree::finish()
     return cg_.remove(cgroup2()->fd);
 }
 
+guard_target cgroup_tree::guard() const
+{
+    guard_target g;
+    g.cgroup_fd = cg_.fd();
+    g.leaf = cg_.path().substr(cg_.path().rfind('/') + 1);
+    return g;
+}
+
 // ---- placement --------------------------------------------------------------------------
 
 namespace {

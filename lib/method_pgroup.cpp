@@ -88,6 +88,14 @@ public:
         return sys::group_members(main_->pid);
     }
 
+    [[nodiscard]] guard_target guard() const override
+    {
+        guard_target g;
+        g.pidfd = main_->pidfd.get();
+        g.pgid = main_->pid;
+        return g;
+    }
+
     // Only the main process's rusage is known (make_report takes it from its exit status).
     void sample(usage&) override {}
 

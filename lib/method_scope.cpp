@@ -44,6 +44,14 @@ public:
         return {};
     }
 
+    // systemd collects the emptied scope; its cgroup is not ours to remove.
+    [[nodiscard]] guard_target guard() const override
+    {
+        guard_target g;
+        g.cgroup_fd = cg_.fd();
+        return g;
+    }
+
     void abandon() noexcept override
     {
         cgroup_tree::abandon();

@@ -4,6 +4,7 @@
 // interface each method implements, and the placement functions that create one.
 
 #include "cgroup_fs.hpp"
+#include "guard.hpp"
 #include "limits.hpp"
 #include "spawn.hpp"
 #include "sys.hpp"
@@ -72,6 +73,8 @@ public:
     [[nodiscard]] virtual bool holds_resources() const { return false; }
     // Forgets the tree without touching it (detach()).
     virtual void abandon() noexcept {}
+    // What the spawner-death guard needs to kill the tree (and remove what is ours).
+    [[nodiscard]] virtual guard_target guard() const = 0;
 };
 
 // What a method's placement asks for, besides the options.

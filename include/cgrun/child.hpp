@@ -30,6 +30,24 @@ struct placement {
     pid_t pgid = -1;
 };
 
+// The spawner-death guard (options::spawner_guard, on by default). The first spawn() of a
+// process starts one small helper process for it, "cgrun-guard": a grandchild (never our
+// child: no zombie, no SIGCHLD for us when it ends), in its own session, holding a pidfd of
+// the spawning process and, for each live tree, a descriptor of its cgroup (or, for pgroup,
+// of its main process). When the spawner dies by any means (SIGKILL, crash, OOM kill) or
+// exec()s, the guard writes cgroup.kill of every tree still registered (killpg for pgroup),
+// waits for them to empty (at most 2 s) and removes the cgroup leaves; systemd collects the
+// emptied scopes. Measured on the host: every process gone ~1 ms after the SIGKILL. A tree
+// leaves the guard when its run is over, when it is detach()ed, or when keep_orphans hands
+// what the command left running to the caller. A process forked from the spawner gets a
+// guard of its own at its first spawn; the parent's guard covers only the parent's trees.
+// Cost: one fork() at the first spawn (it copies the page tables: more for a large spawner),
+// one sendmsg() per spawn and one per finished run; the guard itself uses no CPU while it
+// waits. It sets no signal handler, no atfork handler and nothing process-wide in the
+// spawner. Limits: the guard can be killed like any process (then the trees are unguarded,
+// as without it; a later spawn starts a new one); pgroup trees are killed by process group
+// only, so setsid escapees are beyond it as they are beyond pgroup itself.
+//
 // A running, contained process tree. Move-only.
 //
 // Destroying a child that has not finished kills its whole tree (SIGKILL), waits for it

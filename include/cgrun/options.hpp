@@ -99,6 +99,10 @@ struct options {
     // When the main child exits by itself: kill what it left running (default) or keep it.
     bool keep_orphans = false;
 
+    // Kill the tree if the spawning process dies (SIGKILL, crash, OOM kill, exec) while it
+    // still owns it. See "spawner-death guard" in child.hpp.
+    bool spawner_guard = true;
+
     // How the tree is held; see `method`.
     cgrun::method method = cgrun::method::automatic;
     scope_options scope;

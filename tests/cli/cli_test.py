@@ -459,6 +459,49 @@ class Containment(CgrunTestCase):
         self.assert_dead(child, "a same-group child under -m pgroup")
 
 
+
+class SpawnerDeath(CgrunTestCase):
+    """cgrun itself SIGKILLed (a CI runner cancelling a job): its guard kills the tree."""
+
+    def cgroup_of(self, pid):
+        with open(f"/proc/{pid}/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+        return None
+
+    def sigkill_cgrun(self, args, escapes=True):
+        child = self.escapee("esc") if escapes else \
+            f"sh -c 'echo $$ > {self.path('esc')}; exec sleep 60' </dev/null >/dev/null 2>&1 & "
+        proc = self.start_cgrun(args + ["--", SH, "-c", child + f"echo $$ > {self.path('main')}; exec sleep 60"])
+        esc, main = self.watch("esc"), self.watch("main")
+        cg = self.cgroup_of(self.wait_pid_file("main"))
+        self.assertIsNotNone(esc)
+        self.assertIsNotNone(main)
+        start = time.monotonic()
+        proc.kill()
+        proc.wait(10)
+        self.assertTrue(pidfd_exited(esc, 1.0), "the escapee outlived cgrun's SIGKILL by 1 s")
+        self.assertTrue(pidfd_exited(main, 1.0), "the command outlived cgrun's SIGKILL by 1 s")
+        took = time.monotonic() - start
+        if cg and cg != "/" and "cgrun" in cg:
+            leaf = os.path.join(cgroup2_mount(), cg.lstrip("/"))
+            while os.path.exists(leaf) and time.monotonic() - start < 2:
+                time.sleep(0.01)
+            self.assertFalse(os.path.exists(leaf), f"{cg} is left behind")
+        return took
+
+    def test_sigkill_with_a_timeout(self):
+        took = self.sigkill_cgrun(["-t", "30"])
+        self.assertLess(took, 1.0)
+
+    def test_sigkill_without_a_timeout(self):
+        self.sigkill_cgrun([])
+
+    def test_sigkill_pgroup(self):
+        # pgroup reaches only its process group: the child stays in it here.
+        self.sigkill_cgrun(["-m", "pgroup"], escapes=False)
+
 class StopSignals(CgrunTestCase):
     def stop_with(self, sig, extra=()):
         esc_file, main_file, report = f"esc-{sig}", f"main-{sig}", self.path(f"r-{sig}.json")

@@ -22,6 +22,7 @@ public:
     result<bool> wait_empty(deadline_t) override { return true; }
     int remaining() override { return 0; }
     void sample(usage&) override {}
+    [[nodiscard]] guard_target guard() const override { return {}; }
 };
 
 std::vector<std::string> calls;

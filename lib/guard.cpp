@@ -1,0 +1,413 @@
+// The spawner-death guard: the spawner side (start it, register and drop trees over a
+// socket) and the guard process's own loop, which makes its system calls directly (it runs
+// after fork() of a possibly multi-threaded spawner: no allocation, no locks).
+
+#include "guard.hpp"
+
+#include "sys.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+
+namespace cgrun::detail {
+
+namespace {
+
+enum : std::uint32_t { op_add = 1, op_drop = 2 };
+enum : std::uint32_t { has_cgroup = 1, has_pidfd = 2, remove_leaf = 4 };
+
+// One message on the SOCK_SEQPACKET socket; the fds travel as SCM_RIGHTS (cgroup dir first).
+struct message {
+    std::uint32_t op;
+    std::uint32_t flags;
+    std::uint64_t id;
+    std::int32_t pgid;
+    char leaf[64];
+};
+
+// ---- the guard process -------------------------------------------------------------------
+
+struct entry {
+    std::uint64_t id;
+    int cgroup_fd;
+    int pidfd;
+    std::int32_t pgid;
+    std::uint32_t flags;
+    char leaf[64];
+};
+
+constexpr std::size_t max_entries = 1 << 16; // 6 MiB of address space, touched as used
+constexpr unsigned pidfd_signal_process_group = 1U << 2;
+
+struct guard_table {
+    entry* e = nullptr;
+    std::size_t n = 0;
+};
+
+void close_quietly(int fd)
+{
+    if (fd >= 0)
+        (void)::close(fd);
+}
+
+void receive(int sock, guard_table& t, bool& eof)
+{
+    for (;;) {
+        message m{};
+        alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))];
+        iovec iov{&m, sizeof m};
+        msghdr h{};
+        h.msg_iov = &iov;
+        h.msg_iovlen = 1;
+        h.msg_control = control;
+        h.msg_controllen = sizeof control;
+        ssize_t r = ::recvmsg(sock, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return; // EAGAIN: drained
+        if (r == 0) {
+            eof = true;
+            return;
+        }
+        int fds[2] = {-1, -1};
+        int nfds = 0;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                nfds = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                std::memcpy(fds, CMSG_DATA(c), static_cast<std::size_t>(std::min(nfds, 2)) * sizeof(int));
+            }
+        if (m.op == op_add && t.n < max_entries) {
+            entry& e = t.e[t.n++];
+            e.id = m.id;
+            e.flags = m.flags;
+            e.pgid = m.pgid;
+            int next = 0;
+            e.cgroup_fd = (m.flags & has_cgroup) ? fds[next++] : -1;
+            e.pidfd = (m.flags & has_pidfd) ? fds[next++] : -1;
+            std::memcpy(e.leaf, m.leaf, sizeof e.leaf);
+            e.leaf[sizeof e.leaf - 1] = 0;
+        } else {
+            close_quietly(fds[0]);
+            close_quietly(fds[1]);
+            for (std::size_t i = 0; i < t.n; ++i)
+                if (t.e[i].id == m.id) {
+                    close_quietly(t.e[i].cgroup_fd);
+                    close_quietly(t.e[i].pidfd);
+                    t.e[i] = t.e[--t.n];
+                    break;
+                }
+        }
+    }
+}
+
+// Is the cgroup at `dirfd` populated? A removed one is not.
+bool populated(int dirfd)
+{
+    int fd = ::openat(dirfd, "cgroup.events", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = 0;
+    return std::strstr(buf, "populated 1") != nullptr;
+}
+
+// SIGKILL each pid in cgroup.procs of `dirfd` (kernels before 5.14 have no cgroup.kill).
+void kill_listed(int dirfd)
+{
+    int fd = ::openat(dirfd, "cgroup.procs", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char buf[4096];
+    long pid = 0;
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0)
+        for (ssize_t i = 0; i < n; ++i) {
+            if (buf[i] >= '0' && buf[i] <= '9') {
+                pid = pid * 10 + (buf[i] - '0');
+            } else {
+                if (pid > 0)
+                    (void)::kill(static_cast<pid_t>(pid), SIGKILL);
+                pid = 0;
+            }
+        }
+    ::close(fd);
+}
+
+void kill_tree(const entry& e)
+{
+    if (e.cgroup_fd >= 0) {
+        int fd = ::openat(e.cgroup_fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+        bool done = fd >= 0 && ::write(fd, "1", 1) == 1;
+        close_quietly(fd);
+        if (!done)
+            kill_listed(e.cgroup_fd);
+    }
+    if (e.pidfd >= 0 &&
+        ::syscall(SYS_pidfd_send_signal, e.pidfd, SIGKILL, nullptr, pidfd_signal_process_group) != 0) {
+        // Before 6.9, or the leader is gone: by number. A process group id is not reused while
+        // the group has members; once it has none the kill finds nobody (see child.hpp).
+        if (e.pgid > 1)
+            (void)::kill(-e.pgid, SIGKILL);
+    }
+}
+
+// Removes `name` below `parent_fd`, with the sub-cgroups the payload made.
+void remove_cgroup(int parent_fd, const char* name, int depth)
+{
+    for (int attempt = 0; attempt < 200; ++attempt) {
+        if (::unlinkat(parent_fd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+            return;
+        if (errno != EBUSY && errno != ENOTEMPTY)
+            return;
+        int fd = ::openat(parent_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0 && depth < 32) {
+            alignas(8) char buf[4096];
+            long n;
+            while ((n = ::syscall(SYS_getdents64, fd, buf, sizeof buf)) > 0)
+                for (long off = 0; off < n;) {
+                    auto* d = reinterpret_cast<dirent64*>(buf + off);
+                    if (d->d_type == DT_DIR && std::strcmp(d->d_name, ".") != 0 && std::strcmp(d->d_name, "..") != 0)
+                        remove_cgroup(fd, d->d_name, depth + 1);
+                    off += d->d_reclen;
+                }
+        }
+        close_quietly(fd);
+        ::usleep(5000); // dying tasks still detaching
+    }
+}
+
+// Kills every tree still registered, waits (bounded) until they are empty, removes our leaves.
+void kill_all(guard_table& t)
+{
+    for (std::size_t i = 0; i < t.n; ++i)
+        kill_tree(t.e[i]);
+    for (int round = 0; round < 400; ++round) { // 2 s
+        bool any = false;
+        for (std::size_t i = 0; i < t.n; ++i)
+            if (t.e[i].cgroup_fd >= 0 && populated(t.e[i].cgroup_fd)) {
+                any = true;
+                if (round % 20 == 19)
+                    kill_tree(t.e[i]); // a task forked while the kill was under way
+            }
+        if (!any)
+            break;
+        ::usleep(5000);
+    }
+    for (std::size_t i = 0; i < t.n; ++i) {
+        const entry& e = t.e[i];
+        if (!(e.flags & remove_leaf) || e.cgroup_fd < 0 || !e.leaf[0])
+            continue;
+        int parent = ::openat(e.cgroup_fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent >= 0) {
+            remove_cgroup(parent, e.leaf, 0);
+            ::close(parent);
+        }
+    }
+}
+
+[[noreturn]] void guard_main(int sock, int spawner_pidfd)
+{
+    // Outside the spawner's session and process group: a kill of those must not reach us.
+    (void)::setsid();
+    (void)::chdir("/");
+    sigset_t all;
+    sigfillset(&all);
+    (void)::sigprocmask(SIG_SETMASK, &all, nullptr);
+    (void)::prctl(PR_SET_NAME, "cgrun-guard", 0, 0, 0);
+    // Every descriptor of the spawner's but our two (a pipe end kept here would delay
+    // someone's EOF; a cgroup or bus fd would be a leak).
+    int lo = std::min(sock, spawner_pidfd), hi = std::max(sock, spawner_pidfd);
+    (void)::syscall(SYS_close_range, 3U, static_cast<unsigned>(lo) - 1, 0U);
+    (void)::syscall(SYS_close_range, static_cast<unsigned>(lo) + 1, static_cast<unsigned>(hi) - 1, 0U);
+    (void)::syscall(SYS_close_range, static_cast<unsigned>(hi) + 1, ~0U, 0U);
+
+    pid_t me = ::getpid();
+    (void)::send(sock, &me, sizeof me, MSG_NOSIGNAL); // "started", and who we are
+
+    guard_table t;
+    void* mem = ::mmap(nullptr, max_entries * sizeof(entry), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mem == MAP_FAILED)
+        ::_exit(1);
+    t.e = static_cast<entry*>(mem);
+
+    bool eof = false;
+    for (;;) {
+        pollfd p[2] = {{sock, POLLIN, 0}, {spawner_pidfd, POLLIN, 0}};
+        int r = ::poll(p, 2, -1);
+        if (r < 0 && errno != EINTR)
+            break;
+        receive(sock, t, eof);
+        // The spawner died (its pidfd), exec'd or closed every copy of its end (EOF): what it
+        // registered before is in the socket already, and was received above.
+        if (eof || (p[1].revents & POLLIN))
+            break;
+    }
+    kill_all(t);
+    ::_exit(0);
+}
+
+// ---- the spawner side --------------------------------------------------------------------
+
+struct connection {
+    std::mutex mutex;
+    int sock = -1;
+    pid_t owner = -1; // the process the socket belongs to; another one (a fork) starts anew
+    pid_t guard = -1;
+    std::atomic<std::uint64_t> next_id{0};
+};
+
+connection& conn()
+{
+    static connection* c = new connection; // never destroyed: tickets may drop at exit
+    return *c;
+}
+
+result<void> start_guard(connection& c)
+{
+    auto self = sys::pidfd_open(::getpid());
+    if (!self)
+        return error::make(errc::spawn_failed, "spawner-death guard: " + self.error().message());
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return error::make(errc::spawn_failed,
+                           std::string("spawner-death guard: socketpair: ") + std::strerror(errno));
+    unique_fd mine(sv[0]), theirs(sv[1]);
+    // A grandchild: the intermediate exits at once and is reaped here, so the guard is never
+    // our child (no zombie, no SIGCHLD of ours when it ends).
+    int mid_pidfd = -1;
+    pid_t mid = sys::clone3_fork(CLONE_PIDFD, &mid_pidfd, -1);
+    if (mid == 0) {
+        pid_t g = static_cast<pid_t>(sys::raw_syscall(SYS_fork));
+        if (g == 0)
+            guard_main(theirs.get(), self->get());
+        ::_exit(g > 0 ? 0 : 1);
+    }
+    if (mid < 0)
+        return error::make(errc::spawn_failed, std::string("spawner-death guard: clone3: ") + std::strerror(-mid));
+    unique_fd mid_fd(mid_pidfd);
+    auto ws = sys::wait_status{};
+    for (;;) {
+        (void)sys::poll_one(mid_fd.get(), POLLIN, std::chrono::seconds(5));
+        auto w = sys::wait_pidfd(mid_fd.get(), false);
+        if (!w || w->exited) {
+            if (w)
+                ws = *w;
+            break;
+        }
+    }
+    if (ws.code != CLD_EXITED || ws.status != 0)
+        return error::make(errc::spawn_failed, "spawner-death guard: fork failed");
+    theirs.reset();
+    auto ready = sys::poll_one(mine.get(), POLLIN, std::chrono::seconds(5));
+    pid_t g = -1;
+    if (!ready || *ready == 0 || ::recv(mine.get(), &g, sizeof g, MSG_DONTWAIT) != sizeof g)
+        return error::make(errc::spawn_failed, "spawner-death guard: it did not start");
+    c.guard = g;
+    if (c.sock >= 0)
+        (void)::close(c.sock);
+    c.sock = mine.release();
+    c.owner = ::getpid();
+    return {};
+}
+
+result<void> send(connection& c, const message& m, const int* fds, int nfds)
+{
+    iovec iov{const_cast<message*>(&m), sizeof m};
+    msghdr h{};
+    h.msg_iov = &iov;
+    h.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))]{};
+    if (nfds > 0) {
+        h.msg_control = control;
+        h.msg_controllen = CMSG_SPACE(static_cast<std::size_t>(nfds) * sizeof(int));
+        cmsghdr* cm = CMSG_FIRSTHDR(&h);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(static_cast<std::size_t>(nfds) * sizeof(int));
+        std::memcpy(CMSG_DATA(cm), fds, static_cast<std::size_t>(nfds) * sizeof(int));
+    }
+    ssize_t r;
+    do
+        r = ::sendmsg(c.sock, &h, MSG_NOSIGNAL);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return error::from_errno(errno, "send to the spawner-death guard");
+    return {};
+}
+
+} // namespace
+
+result<guard_ticket> guard_tree(const guard_target& t)
+{
+    auto& c = conn();
+    std::lock_guard lock(c.mutex);
+    message m{};
+    m.op = op_add;
+    m.id = ++c.next_id;
+    m.pgid = t.pgid;
+    int fds[2];
+    int nfds = 0;
+    if (t.cgroup_fd >= 0) {
+        m.flags |= has_cgroup;
+        fds[nfds++] = t.cgroup_fd;
+    }
+    if (t.pidfd >= 0) {
+        m.flags |= has_pidfd;
+        fds[nfds++] = t.pidfd;
+    }
+    if (!t.leaf.empty() && t.leaf.size() < sizeof m.leaf) {
+        m.flags |= remove_leaf;
+        std::memcpy(m.leaf, t.leaf.c_str(), t.leaf.size() + 1);
+    }
+    // Twice at most: a guard that died (someone killed it) is replaced once.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (c.owner != ::getpid())
+            if (auto r = start_guard(c); !r)
+                return r.error();
+        if (send(c, m, fds, nfds))
+            return guard_ticket(m.id);
+        c.owner = -1;
+    }
+    return error::make(errc::spawn_failed, "spawner-death guard: it does not answer");
+}
+
+void guard_ticket::drop() noexcept
+{
+    if (!id_)
+        return;
+    auto& c = conn();
+    std::lock_guard lock(c.mutex);
+    if (c.owner == ::getpid()) {
+        message m{};
+        m.op = op_drop;
+        m.id = id_;
+        (void)send(c, m, nullptr, 0);
+    }
+    id_ = 0;
+}
+
+pid_t guard_pid() noexcept
+{
+    auto& c = conn();
+    std::lock_guard lock(c.mutex);
+    return c.owner == ::getpid() ? c.guard : -1;
+}
+
+} // namespace cgrun::detail

@@ -1,0 +1,54 @@
+#pragma once
+
+// The spawner-death guard: one small process per spawning process that kills the trees the
+// spawner still owns when the spawner dies by any means (SIGKILL, crash, OOM kill, exec).
+
+#include <cgrun/error.hpp>
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+namespace cgrun::detail {
+
+// What the guard needs to kill one tree without the spawner.
+struct guard_target {
+    int cgroup_fd = -1;  // the tree's cgroup directory: its cgroup.kill is written
+    std::string leaf;    // removed below the cgroup's parent after the kill; empty: not ours to remove
+    int pidfd = -1;      // no cgroup: the main process, whose process group is SIGKILLed
+    pid_t pgid = -1;
+};
+
+// A tree registered with the guard; dropping it tells the guard to forget the tree (it is
+// finished, or handed to the caller).
+class guard_ticket {
+public:
+    guard_ticket() = default;
+    explicit guard_ticket(std::uint64_t id) noexcept : id_(id) {}
+    guard_ticket(guard_ticket&& o) noexcept : id_(o.id_) { o.id_ = 0; }
+    guard_ticket& operator=(guard_ticket&& o) noexcept
+    {
+        if (this != &o) {
+            drop();
+            id_ = o.id_;
+            o.id_ = 0;
+        }
+        return *this;
+    }
+    ~guard_ticket() { drop(); }
+    void drop() noexcept;
+    [[nodiscard]] bool held() const noexcept { return id_ != 0; }
+
+private:
+    std::uint64_t id_ = 0;
+};
+
+// Registers a tree with this process's guard, starting the guard on first use (and anew in
+// a process forked from one that had a guard). errc::spawn_failed when it cannot be had.
+result<guard_ticket> guard_tree(const guard_target& t);
+
+// The guard's pid, or -1 while this process has none (tests, --check).
+pid_t guard_pid() noexcept;
+
+} // namespace cgrun::detail
