@@ -269,9 +269,19 @@ struct connection {
     std::mutex mutex;
     int sock = -1;
     pid_t owner = -1; // the process the socket belongs to; another one (a fork) starts anew
-    pid_t guard = -1;
+    pid_t guard = -1;          // learnt from its first message, on request (guard_pid)
+    unique_fd intermediate;    // pidfd of the process that forked the guard, until reaped
     std::atomic<std::uint64_t> next_id{0};
 };
+
+void reap_intermediate(connection& c)
+{
+    if (!c.intermediate)
+        return;
+    auto w = sys::wait_pidfd(c.intermediate.get(), false);
+    if (!w || w->exited)
+        c.intermediate.reset();
+}
 
 connection& conn()
 {
@@ -289,8 +299,8 @@ result<void> start_guard(connection& c)
         return error::make(errc::spawn_failed,
                            std::string("spawner-death guard: socketpair: ") + std::strerror(errno));
     unique_fd mine(sv[0]), theirs(sv[1]);
-    // A grandchild: the intermediate exits at once and is reaped here, so the guard is never
-    // our child (no zombie, no SIGCHLD of ours when it ends).
+    // A grandchild: the intermediate exits at once (and is reaped by our next call), so the
+    // guard is never our child: no zombie and no SIGCHLD of ours when it ends.
     int mid_pidfd = -1;
     pid_t mid = sys::clone3_fork(CLONE_PIDFD, &mid_pidfd, -1);
     if (mid == 0) {
@@ -301,25 +311,11 @@ result<void> start_guard(connection& c)
     }
     if (mid < 0)
         return error::make(errc::spawn_failed, std::string("spawner-death guard: clone3: ") + std::strerror(-mid));
-    unique_fd mid_fd(mid_pidfd);
-    auto ws = sys::wait_status{};
-    for (;;) {
-        (void)sys::poll_one(mid_fd.get(), POLLIN, std::chrono::seconds(5));
-        auto w = sys::wait_pidfd(mid_fd.get(), false);
-        if (!w || w->exited) {
-            if (w)
-                ws = *w;
-            break;
-        }
-    }
-    if (ws.code != CLD_EXITED || ws.status != 0)
-        return error::make(errc::spawn_failed, "spawner-death guard: fork failed");
-    theirs.reset();
-    auto ready = sys::poll_one(mine.get(), POLLIN, std::chrono::seconds(5));
-    pid_t g = -1;
-    if (!ready || *ready == 0 || ::recv(mine.get(), &g, sizeof g, MSG_DONTWAIT) != sizeof g)
-        return error::make(errc::spawn_failed, "spawner-death guard: it did not start");
-    c.guard = g;
+    // Not waited for here: the intermediate is reaped at the next call (reap_intermediate),
+    // and the guard reads what we send whenever it gets to run. A guard that never came up
+    // shows as a failed send.
+    c.intermediate = unique_fd(mid_pidfd);
+    c.guard = -1;
     if (c.sock >= 0)
         (void)::close(c.sock);
     c.sock = mine.release();
@@ -377,6 +373,7 @@ result<guard_ticket> guard_tree(const guard_target& t)
         std::memcpy(m.leaf, t.leaf.c_str(), t.leaf.size() + 1);
     }
     // Twice at most: a guard that died (someone killed it) is replaced once.
+    reap_intermediate(c);
     for (int attempt = 0; attempt < 2; ++attempt) {
         if (c.owner != ::getpid())
             if (auto r = start_guard(c); !r)
@@ -394,6 +391,7 @@ void guard_ticket::drop() noexcept
         return;
     auto& c = conn();
     std::lock_guard lock(c.mutex);
+    reap_intermediate(c);
     if (c.owner == ::getpid()) {
         message m{};
         m.op = op_drop;
@@ -407,7 +405,15 @@ pid_t guard_pid() noexcept
 {
     auto& c = conn();
     std::lock_guard lock(c.mutex);
-    return c.owner == ::getpid() ? c.guard : -1;
+    if (c.owner != ::getpid())
+        return -1;
+    if (c.guard < 0) {
+        auto ready = sys::poll_one(c.sock, POLLIN, std::chrono::seconds(5));
+        pid_t g = -1;
+        if (ready && *ready != 0 && ::recv(c.sock, &g, sizeof g, MSG_DONTWAIT) == sizeof g)
+            c.guard = g;
+    }
+    return c.guard;
 }
 
 } // namespace cgrun::detail
