@@ -451,11 +451,12 @@ std::string capture(std::vector<std::string> argv)
     return out;
 }
 
-bool lib_true(cgrun::method m)
+bool lib_true(cgrun::method m, bool guard = true)
 {
     cgrun::options o;
     o.argv = {"/bin/true"};
     o.method = m;
+    o.spawner_guard = guard;
     auto r = cgrun::run(std::move(o));
     if (!r) {
         static std::atomic<int> reported{0};
@@ -562,6 +563,52 @@ json bench_overhead(config& cfg)
 
     note("overhead: " + std::to_string(vs.size()) + " variants x " + std::to_string(cfg.overhead_n) + " runs");
     return interleaved(cfg, vs, cfg.overhead_n);
+}
+
+// The spawner-death guard's cost: the first run of a fresh process starts the guard (one
+// fork), later runs only register with it. Each sample is a new forked process doing three
+// runs; the same with the guard off gives the first run's other one-time costs.
+json bench_guard(config& cfg, cgrun::method m)
+{
+    int n = std::max(10, cfg.overhead_n / 5);
+    std::vector<double> first, first_off, later, later_off;
+    for (int i = 0; i < 2 * n; ++i) {
+        bool guard = i % 2 == 0;
+        int p[2];
+        if (::pipe(p) != 0)
+            die("pipe");
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            double t[2] = {0, 0};
+            auto t0 = clk::now();
+            bool ok = lib_true(m, guard);
+            auto t1 = clk::now();
+            ok = lib_true(m, guard) && ok;
+            auto t2 = clk::now();
+            ok = lib_true(m, guard) && ok;
+            auto t3 = clk::now();
+            t[0] = ok ? ms_between(t0, t1) : -1;
+            t[1] = ok ? (ms_between(t1, t2) + ms_between(t2, t3)) / 2 : -1;
+            (void)!::write(p[1], t, sizeof t);
+            ::_exit(0);
+        }
+        ::close(p[1]);
+        double t[2] = {-1, -1};
+        (void)!::read(p[0], t, sizeof t);
+        ::close(p[0]);
+        ::waitpid(pid, nullptr, 0);
+        if (t[0] < 0)
+            continue;
+        (guard ? first : first_off).push_back(t[0]);
+        (guard ? later : later_off).push_back(t[1]);
+    }
+    json out;
+    out["method"] = std::string(cgrun::to_string(m));
+    out["first_ms"] = stats(first);
+    out["first_ms_no_guard"] = stats(first_off);
+    out["later_ms"] = stats(later);
+    out["later_ms_no_guard"] = stats(later_off);
+    return out;
 }
 
 // The same library runs from a spawner with 256 MiB mapped and touched, as a service embedding
@@ -1274,6 +1321,8 @@ int cmd_run(config& cfg)
     if (cfg.sections.count("overhead")) {
         res["overhead"] = bench_overhead(cfg);
         res["big_spawner"] = bench_big_spawner(cfg);
+        note("guard: first spawn of a fresh process vs later ones");
+        res["guard"] = bench_guard(cfg, cfg.systemd() ? cgrun::method::scope : cgrun::method::cgroup);
     }
     if (cfg.sections.count("kill"))
         res["kill"] = bench_kill(cfg);
@@ -1409,6 +1458,18 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
         md << "| " << lab->get<std::string>() << " | " << mp(H, {"big_spawner", n, "ms"}, 3) << " | "
            << mp(S, {"big_spawner", n, "ms"}, 3) << " |\n";
     }
+
+    md << "\n### The spawner-death guard: first run of a fresh process vs later runs (ms)\n\n"
+          "The first spawn of a process starts its guard (one fork); later ones send one message. "
+          "Each sample is a freshly forked spawner; \"no guard\" sets `options::spawner_guard = false` "
+          "(the first run's other one-time costs: cgroup2 discovery, the stale-leaf sweep, D-Bus connection).\n\n"
+          "| | host (cgroup) | under systemd (scope) |\n|---|---|---|\n";
+    for (auto& [key, label] : std::vector<std::pair<std::string, std::string>>{
+             {"first_ms", "first run, guard"},
+             {"first_ms_no_guard", "first run, no guard"},
+             {"later_ms", "later runs, guard"},
+             {"later_ms_no_guard", "later runs, no guard"}})
+        md << "| " << label << " | " << mp(H, {"guard", key}, 3) << " | " << mp(S, {"guard", key}, 3) << " |\n";
 
     // 2. kill
     md << "\n## Kill latency under a deadline (ms after the deadline)\n\n";

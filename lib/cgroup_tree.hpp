@@ -17,12 +17,16 @@ public:
     [[nodiscard]] std::string mechanism() const override;
     result<bool> wait_empty(deadline_t deadline) override;
     int remaining() override;
+    std::vector<pid_t> members() override;
     void sample(usage& u) override;
     unique_fd open_memory_events() override;
     // Removes the leaf (and any sub-cgroups the payload made).
     result<void> finish() override;
     [[nodiscard]] bool holds_resources() const override { return cg_.valid(); }
     void abandon() noexcept override { cg_.release(); }
+    // Marks the leaf kept (xattr user.cgrun.kept): the sweep of a later spawn then removes it
+    // once it is empty instead of killing what it holds. (cgroup2 refuses to rename.)
+    std::optional<std::string> hand_over() override;
     // The leaf is ours to remove.
     [[nodiscard]] guard_target guard() const override;
 

@@ -62,6 +62,15 @@ namespace {
 
 // ---- the kill policy ----------------------------------------------------------------------
 
+// What the tree holds as the run ends (once; only a tree that is not empty pays for it).
+void note_leftovers(child_state& st)
+{
+    if (st.leftovers)
+        return;
+    st.leftovers.emplace();
+    detail::record_leftovers(st.held->members(), st.main_origin, *st.leftovers, st.leftovers_total);
+}
+
 // Stops the whole tree: graceful signal and grace period if the policy has one, then SIGKILL.
 // The order matters: sample first (a scope's cgroup goes as soon as it is empty), then let
 // go of the sentinel, then kill.
@@ -72,6 +81,7 @@ void stop_tree(child_state& st, const kill_policy& policy)
     k.mechanism = t.mechanism();
     t.sample(st.used);
     t.unhold();
+    note_leftovers(st);
     bool empty = false;
     if (policy.grace.count() > 0 && policy.signal != SIGKILL) {
         k.graceful_signal = policy.signal;
@@ -126,8 +136,13 @@ bool cleanup(child_state& st, bool patient)
         m.pidfd.reset();
     st.memory_events.reset();
     bool done = m.reaped && st.remaining == 0 && !t.holds_resources();
-    // Kept orphans are the caller's now: the guard must not kill them later.
-    if (done || st.opts.keep_orphans)
+    if (!done && st.opts.keep_orphans && m.reaped && !st.timed_out && !st.cancelled) {
+        // Kept orphans are the caller's now: neither the guard nor a sweep may kill them.
+        if (auto moved = t.hand_over())
+            st.where.cgroup = moved;
+        done = true;
+    }
+    if (done)
         st.guarded.drop();
     return done;
 }
@@ -160,9 +175,10 @@ run_report on_main_exit(child_state& st)
     (void)st.main.collect(true);
     st.held->sample(st.used);
     st.held->unhold(); // sampled: the scope may go once the tree is empty
-    if (!st.opts.keep_orphans) {
-        auto alive = st.held->alive();
-        if (alive && *alive)
+    auto alive = st.held->alive();
+    if (alive && *alive) {
+        note_leftovers(st);
+        if (!st.opts.keep_orphans)
             stop_tree(st, st.opts.kill);
     }
     return finish(st);
@@ -330,6 +346,7 @@ result<child> spawn(options opts)
     st->where.unit = p->unit;
     st->where.cgroup = p->cgroup;
     st->where.pgid = p->process.pid;
+    st->main_origin = {p->process.pid, sys::own_session()}; // the child leads a group in our session
     st->ends = std::move(p->process.parent_ends);
 
     child c(std::move(st));

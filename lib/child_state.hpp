@@ -2,6 +2,7 @@
 
 // Everything a child owns and has learned, from spawn to its report.
 
+#include "leftovers.hpp"
 #include "tree.hpp"
 
 #include <cgrun/child.hpp>
@@ -29,6 +30,9 @@ struct child_state {
     bool timed_out = false;
     bool cancelled = false;
     int remaining = 0;
+    origin main_origin; // the main process's group and session, for leftovers' `escaped`
+    std::optional<std::vector<leftover>> leftovers; // recorded once, when the run ends
+    int leftovers_total = 0;
     usage used;
     std::optional<std::string> late_error; // a cleanup step that failed
 

@@ -73,7 +73,9 @@ void receive(int sock, guard_table& t, bool& eof)
         h.msg_control = control;
         h.msg_controllen = sizeof control;
         ssize_t r = ::recvmsg(sock, &h, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (r < 0 && errno == EINTR)
+        // ECONNRESET: the spawner closed its end with data of ours unread. The error comes
+        // once, before what it sent is read: read on.
+        if (r < 0 && (errno == EINTR || errno == ECONNRESET))
             continue;
         if (r < 0)
             return; // EAGAIN: drained
@@ -237,9 +239,6 @@ void kill_all(guard_table& t)
     (void)::syscall(SYS_close_range, static_cast<unsigned>(lo) + 1, static_cast<unsigned>(hi) - 1, 0U);
     (void)::syscall(SYS_close_range, static_cast<unsigned>(hi) + 1, ~0U, 0U);
 
-    pid_t me = ::getpid();
-    (void)::send(sock, &me, sizeof me, MSG_NOSIGNAL); // "started", and who we are
-
     guard_table t;
     void* mem = ::mmap(nullptr, max_entries * sizeof(entry), PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -269,7 +268,6 @@ struct connection {
     std::mutex mutex;
     int sock = -1;
     pid_t owner = -1; // the process the socket belongs to; another one (a fork) starts anew
-    pid_t guard = -1;          // learnt from its first message, on request (guard_pid)
     unique_fd intermediate;    // pidfd of the process that forked the guard, until reaped
     std::atomic<std::uint64_t> next_id{0};
 };
@@ -315,7 +313,9 @@ result<void> start_guard(connection& c)
     // and the guard reads what we send whenever it gets to run. A guard that never came up
     // shows as a failed send.
     c.intermediate = unique_fd(mid_pidfd);
-    c.guard = -1;
+    // Only we send: a message of the guard's left unread when we exit would make the kernel
+    // report ECONNRESET to it ahead of our last messages.
+    (void)::shutdown(mine.get(), SHUT_RD);
     if (c.sock >= 0)
         (void)::close(c.sock);
     c.sock = mine.release();
@@ -399,21 +399,6 @@ void guard_ticket::drop() noexcept
         (void)send(c, m, nullptr, 0);
     }
     id_ = 0;
-}
-
-pid_t guard_pid() noexcept
-{
-    auto& c = conn();
-    std::lock_guard lock(c.mutex);
-    if (c.owner != ::getpid())
-        return -1;
-    if (c.guard < 0) {
-        auto ready = sys::poll_one(c.sock, POLLIN, std::chrono::seconds(5));
-        pid_t g = -1;
-        if (ready && *ready != 0 && ::recv(c.sock, &g, sizeof g, MSG_DONTWAIT) == sizeof g)
-            c.guard = g;
-    }
-    return c.guard;
 }
 
 } // namespace cgrun::detail

@@ -48,7 +48,4 @@ private:
 // a process forked from one that had a guard). errc::spawn_failed when it cannot be had.
 result<guard_ticket> guard_tree(const guard_target& t);
 
-// The guard's pid, or -1 while this process has none (tests, --check).
-pid_t guard_pid() noexcept;
-
 } // namespace cgrun::detail

@@ -17,6 +17,10 @@ namespace cgrun::detail {
 
 using namespace std::chrono_literals;
 
+namespace {
+constexpr const char* kept_xattr = "user.cgrun.kept";
+}
+
 // ---- the tree ---------------------------------------------------------------------------
 
 result<bool> cgroup_tree::alive()
@@ -56,6 +60,13 @@ int cgroup_tree::remaining()
     return static_cast<int>(cg_.pids().size());
 }
 
+std::vector<pid_t> cgroup_tree::members()
+{
+    if (!cg_.valid())
+        return {};
+    return cg_.pids();
+}
+
 void cgroup_tree::sample(usage& u)
 {
     if (!cg_.valid())
@@ -78,6 +89,14 @@ result<void> cgroup_tree::finish()
     if (!cg_.valid())
         return {};
     return cg_.remove(cgroup2()->fd);
+}
+
+std::optional<std::string> cgroup_tree::hand_over()
+{
+    if (cg_.valid())
+        (void)sys::set_xattr(cg_.fd(), kept_xattr, "1"); // user xattrs on cgroup2: Linux 5.7
+    cg_.release();
+    return std::nullopt;
 }
 
 guard_target cgroup_tree::guard() const
@@ -117,6 +136,12 @@ void sweep_stale(int mount_fd, int parent_fd, const std::string& parent)
         auto cg = cgroup_dir::open(mount_fd, (parent == "/" ? "" : parent) + "/" + name);
         if (!cg)
             continue;
+        if (sys::has_xattr(cg->fd(), kept_xattr)) {
+            // Orphans its run handed to the caller (keep_orphans): theirs, not stale.
+            if (auto pop = cg->populated(); pop && !*pop)
+                (void)cg->remove(mount_fd);
+            continue;
+        }
         if (cg->kill_all() && cg->wait_empty(sys::now() + 1s).has_value())
             (void)cg->remove(mount_fd);
     }

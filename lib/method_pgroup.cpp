@@ -88,6 +88,8 @@ public:
         return sys::group_members(main_->pid);
     }
 
+    std::vector<pid_t> members() override { return sys::group_pids(main_->pid); }
+
     [[nodiscard]] guard_target guard() const override
     {
         guard_target g;

@@ -24,6 +24,13 @@ public:
 
     void unhold() override { stop_sentinel(keeper_); }
 
+    std::vector<pid_t> members() override
+    {
+        auto pids = cgroup_tree::members();
+        std::erase(pids, keeper_.pid);
+        return pids;
+    }
+
     // systemd removes the cgroup of an emptied scope by itself: tell it the scope is done,
     // and wait until the cgroup is gone, so nothing we created is left when we return.
     result<void> finish() override

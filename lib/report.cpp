@@ -101,6 +101,15 @@ std::string to_json(const run_report& r)
         j["kill"] = nullptr;
     }
     j["remaining_processes"] = r.remaining_processes;
+    json left = json::array();
+    for (auto& l : r.leftovers)
+        left.push_back({{"pid", l.pid},
+                        {"command", l.command},
+                        {"escaped", l.escaped},
+                        {"escaped_via", l.escaped_via ? json(*l.escaped_via) : json(nullptr)},
+                        {"age_ms", l.age_ms}});
+    j["leftovers"] = left;
+    j["leftovers_total"] = r.leftovers_total;
     j["wall_time_ms"] = r.wall_time_ms;
     j["cpu_user_ms"] = r.cpu_user_ms;
     j["cpu_system_ms"] = r.cpu_system_ms;
@@ -144,6 +153,9 @@ run_report make_report(const child_state& st)
     rep.cancelled = st.cancelled;
     rep.kill = st.kill;
     rep.remaining_processes = st.remaining;
+    if (st.leftovers)
+        rep.leftovers = *st.leftovers;
+    rep.leftovers_total = st.leftovers_total;
     rep.wall_time_ms = st.wall_ms;
     rep.cpu_user_ms = cpu.user_ms;
     rep.cpu_system_ms = cpu.system_ms;

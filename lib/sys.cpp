@@ -6,12 +6,14 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #ifndef P_PIDFD
@@ -123,6 +125,18 @@ result<void> make_dir(int at, const std::string& path, mode_t mode)
     if (::mkdirat(at, path.c_str(), mode) < 0)
         return error::from_errno(errno, "mkdir " + path);
     return {};
+}
+
+result<void> set_xattr(int fd, const std::string& name, std::string_view value)
+{
+    if (::fsetxattr(fd, name.c_str(), value.data(), value.size(), 0) < 0)
+        return error::from_errno(errno, "setxattr " + name);
+    return {};
+}
+
+bool has_xattr(int fd, const std::string& name) noexcept
+{
+    return ::fgetxattr(fd, name.c_str(), nullptr, 0) >= 0;
 }
 
 int remove_dir(int at, const std::string& path) noexcept
@@ -329,29 +343,51 @@ void reap_pidfd(int pidfd) noexcept
     }
 }
 
-int group_members(pid_t pgid)
+std::optional<proc_stat> process_stat(pid_t pid)
 {
-    int n = 0;
+    auto stat = sys::read_file(AT_FDCWD, "/proc/" + std::to_string(pid) + "/stat");
+    if (!stat)
+        return std::nullopt;
+    // The command name may hold spaces and parentheses: the fields start after the last ')'.
+    auto close = stat->rfind(')');
+    if (close == std::string::npos)
+        return std::nullopt;
+    proc_stat st;
+    unsigned long long start = 0;
+    if (std::sscanf(stat->c_str() + close + 1,
+                    " %c %d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu", &st.state,
+                    &st.ppid, &st.pgid, &st.sid, &start) != 5)
+        return std::nullopt;
+    st.start_ticks = start;
+    return st;
+}
+
+std::vector<pid_t> group_pids(pid_t pgid)
+{
+    std::vector<pid_t> out;
     DIR* d = ::opendir("/proc");
     if (!d)
-        return 0;
+        return out;
     while (struct dirent* e = ::readdir(d)) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
-        auto stat = sys::read_file(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
-        if (!stat)
-            continue;
-        auto close = stat->rfind(')');
-        if (close == std::string::npos)
-            continue;
-        char state = 0;
-        int ppid = 0, pg = 0;
-        if (std::sscanf(stat->c_str() + close + 1, " %c %d %d", &state, &ppid, &pg) == 3 && pg == pgid &&
-            state != 'Z' && state != 'X')
-            ++n;
+        pid_t pid = static_cast<pid_t>(std::strtol(e->d_name, nullptr, 10));
+        auto st = process_stat(pid);
+        if (st && st->pgid == pgid && st->state != 'Z' && st->state != 'X')
+            out.push_back(pid);
     }
     ::closedir(d);
-    return n;
+    return out;
+}
+
+pid_t own_session() noexcept
+{
+    return ::getsid(0);
+}
+
+int group_members(pid_t pgid)
+{
+    return static_cast<int>(group_pids(pgid).size());
 }
 
 int kill_pid(pid_t pid, int sig) noexcept

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -36,6 +37,9 @@ result<std::string> pread_all(int fd, const std::string& what);
 // One write of `data` to `at`/`path` (cgroupfs takes each write as one command).
 result<void> write_file(int at, const std::string& path, std::string_view data);
 result<void> make_dir(int at, const std::string& path, mode_t mode);
+// fsetxattr / fgetxattr on an open file or directory.
+result<void> set_xattr(int fd, const std::string& name, std::string_view value);
+bool has_xattr(int fd, const std::string& name) noexcept;
 // rmdir: 0 or -errno (callers retry -EBUSY).
 int remove_dir(int at, const std::string& path) noexcept;
 
@@ -88,6 +92,20 @@ void reap_pidfd(int pidfd) noexcept;
 // Live (not zombie) members of process group `pgid`, by a scan of /proc: killed members stay
 // zombies until their new parent reaps them, which a PIDFD_SIGNAL_PROCESS_GROUP probe counts.
 int group_members(pid_t pgid);
+// The same processes, by pid.
+std::vector<pid_t> group_pids(pid_t pgid);
+
+// Fields of /proc/PID/stat.
+struct proc_stat {
+    char state = 0;
+    pid_t ppid = 0;
+    pid_t pgid = 0;
+    pid_t sid = 0;
+    unsigned long long start_ticks = 0; // since boot, in clock ticks
+};
+std::optional<proc_stat> process_stat(pid_t pid);
+// The caller's session id.
+pid_t own_session() noexcept;
 
 // ppoll() one fd for `events` for at most `timeout` (negative = forever); EINTR retried.
 // Returns revents (0 on timeout).

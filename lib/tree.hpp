@@ -59,6 +59,9 @@ public:
     virtual result<bool> wait_empty(deadline_t deadline) = 0;
     // How many processes are left (0 when the tree is empty).
     virtual int remaining() = 0;
+    // The pids of the tree's live processes, cgrun's own helpers (a scope's sentinel) not
+    // among them.
+    virtual std::vector<pid_t> members() = 0;
     // Adds what can be read now (cpu.stat, memory.peak, memory.events) to `u`.
     virtual void sample(usage& u) = 0;
     // -1, or memory.events opened for poll(POLLPRI).
@@ -71,6 +74,10 @@ public:
     virtual result<void> finish() { return {}; }
     // True while finish() has something left to remove.
     [[nodiscard]] virtual bool holds_resources() const { return false; }
+    // The caller keeps what the main process left running (keep_orphans): stop owning it,
+    // and make sure no later sweep of stale leaves takes it for a crashed run's. Returns
+    // where the tree lives now if that changed.
+    virtual std::optional<std::string> hand_over() { return std::nullopt; }
     // Forgets the tree without touching it (detach()).
     virtual void abandon() noexcept {}
     // What the spawner-death guard needs to kill the tree (and remove what is ours).

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +27,20 @@ struct kill_info {
     bool escalated = false;            // SIGKILL was needed after the grace period
 };
 
+// A process of the tree that was still running when the run ended: left behind by the main
+// process when it exited by itself, or alive when a timeout or cancel stopped the tree.
+struct leftover {
+    pid_t pid = -1;
+    std::vector<std::string> command; // argv from /proc/PID/cmdline, else [comm]
+    // It had left the main process's session (setsid) or process group (setpgid).
+    bool escaped = false;
+    std::optional<std::string> escaped_via; // "setsid" or "setpgid" when escaped
+    double age_ms = 0;                      // how long it had run (10 ms resolution)
+};
+
+// At most this many leftovers are described; leftovers_total counts all of them.
+inline constexpr std::size_t max_leftovers = 100;
+
 struct run_report {
     std::vector<std::string> command;
     method used = method::pgroup;
@@ -43,6 +58,11 @@ struct run_report {
     // Processes of the tree still alive when the report was made: 0 after cleanup,
     // more with keep_orphans or when a task could not die in time.
     int remaining_processes = 0;
+
+    // What was still running when the main process exited (then left behind, whatever the
+    // policy did with it) or when the tree was stopped; cgrun's own helpers never count.
+    std::vector<leftover> leftovers;
+    int leftovers_total = 0;
 
     double wall_time_ms = 0;
     double cpu_user_ms = 0;

@@ -3,8 +3,6 @@
 
 #include "support.hpp"
 
-#include "guard.hpp"
-
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -78,6 +76,28 @@ std::vector<std::string> leaves_of(pid_t spawner)
             out.push_back(name);
     }
     return out;
+}
+
+// The guard of process `spawner`: a process named cgrun-guard holding a pidfd of it.
+pid_t guard_of(pid_t spawner)
+{
+    std::error_code ec;
+    for (auto& p : std::filesystem::directory_iterator("/proc", ec)) {
+        auto name = p.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::ifstream comm(p.path() / "comm");
+        std::string c;
+        if (!std::getline(comm, c) || c != "cgrun-guard")
+            continue;
+        for (auto& fd : std::filesystem::directory_iterator(p.path() / "fdinfo", ec)) {
+            std::ifstream info(fd.path());
+            for (std::string l; std::getline(info, l);)
+                if (l == "Pid:\t" + std::to_string(spawner))
+                    return std::stoi(name);
+        }
+    }
+    return -1;
 }
 
 std::vector<std::string> lines(const std::string& file)
@@ -177,29 +197,31 @@ TEST_CASE("a forked spawner gets a guard of its own; the parent's trees live on"
     auto f = t.file("pids");
     auto mine = spawn(base_options({"sleep", "100"}));
     REQUIRE(mine.has_value());
-    pid_t parent_guard = detail::guard_pid();
+    pid_t parent_guard = -1;
+    for (int i = 0; i < 500 && parent_guard < 0; ++i, std::this_thread::sleep_for(2ms))
+        parent_guard = guard_of(::getpid());
     CHECK(parent_guard > 0);
-    auto g = t.file("guard");
     pid_t s = start_spawner([&] {
         static std::vector<child> kids;
         auto c = spawn(tree_of_two(f, std::nullopt));
         if (!c)
             return false;
         kids.push_back(std::move(*c));
-        std::ofstream(g) << detail::guard_pid() << "\n";
         return wait_for_pids(f, 2).size() == 2;
     });
     REQUIRE(s > 0);
     auto pids = wait_for_pids(f, 2);
     REQUIRE(pids.size() == 2);
-    auto theirs = wait_for_pids(g, 1);
-    REQUIRE(theirs.size() == 1);
-    CHECK(theirs[0] != parent_guard);
+    pid_t theirs = -1;
+    for (int i = 0; i < 500 && theirs < 0; ++i, std::this_thread::sleep_for(2ms))
+        theirs = guard_of(s);
+    REQUIRE(theirs > 0);
+    CHECK(theirs != parent_guard);
     ::kill(s, SIGKILL);
     ::waitpid(s, nullptr, 0);
     for (int pid : pids)
         CHECK(wait_gone(pid, 1000));
-    CHECK(wait_gone(theirs[0], 1000)); // the fork's guard is done too
+    CHECK(wait_gone(theirs, 1000)); // the fork's guard is done too
     // Ours is untouched: the parent is alive.
     CHECK(alive(mine->pid()));
     CHECK(alive(parent_guard));
@@ -212,20 +234,24 @@ TEST_CASE("a forked spawner gets a guard of its own; the parent's trees live on"
 TEST_CASE("a spawner that exits normally leaves no guard process behind")
 {
     temp_dir t;
-    auto g = t.file("guard");
+    int go[2];
+    REQUIRE(::pipe(go) == 0);
     pid_t s = ::fork();
     if (s == 0) {
         auto r = run(base_options({"true"}));
-        std::ofstream(g) << detail::guard_pid() << "\n";
+        char b;
+        (void)!::read(go[0], &b, 1); // until the guard is seen
         ::_exit(r && r->exit_code == 0 ? 0 : 1);
     }
     REQUIRE(s > 0);
+    pid_t guard = -1;
+    for (int i = 0; i < 500 && guard < 0; ++i, std::this_thread::sleep_for(2ms))
+        guard = guard_of(s);
+    (void)!::write(go[1], "x", 1);
     int status = 0;
     ::waitpid(s, &status, 0);
     CHECK(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    auto guard = wait_for_pids(g, 1);
-    REQUIRE(guard.size() == 1);
-    CHECK(guard[0] > 0);
-    CHECK(wait_gone(guard[0], 1000));
+    REQUIRE(guard > 0);
+    CHECK(wait_gone(guard, 1000));
 }

@@ -21,6 +21,7 @@ public:
     [[nodiscard]] std::string mechanism() const override { return "fake"; }
     result<bool> wait_empty(deadline_t) override { return true; }
     int remaining() override { return 0; }
+    std::vector<pid_t> members() override { return {}; }
     void sample(usage&) override {}
     [[nodiscard]] guard_target guard() const override { return {}; }
 };

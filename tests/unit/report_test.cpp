@@ -40,7 +40,26 @@ TEST_CASE("the JSON report has every field of the schema, with nulls where unkno
     CHECK(j["oom_killed"] == false);
     CHECK(j["error"].is_null());
     CHECK(j["cancelled"] == false);
-    CHECK(j.size() == 19);
+    CHECK(j["leftovers"] == nlohmann::json::array());
+    CHECK(j["leftovers_total"] == 0);
+    CHECK(j.size() == 21);
+}
+
+TEST_CASE("leftovers are written with their command, how they escaped and their age")
+{
+    run_report r;
+    r.leftovers = {{1234, {"sleep", "600"}, true, "setsid", 812.5}, {1235, {"sh"}, false, std::nullopt, 3}};
+    r.leftovers_total = 250;
+    auto j = nlohmann::json::parse(to_json(r));
+    REQUIRE(j["leftovers"].size() == 2);
+    CHECK(j["leftovers"][0] == nlohmann::json{{"pid", 1234},
+                                              {"command", {"sleep", "600"}},
+                                              {"escaped", true},
+                                              {"escaped_via", "setsid"},
+                                              {"age_ms", 812.5}});
+    CHECK(j["leftovers"][1]["escaped"] == false);
+    CHECK(j["leftovers"][1]["escaped_via"].is_null());
+    CHECK(j["leftovers_total"] == 250);
 }
 
 TEST_CASE("a failed start still makes a valid report, even with invalid UTF-8")
