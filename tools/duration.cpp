@@ -21,6 +21,8 @@ std::optional<double> unit_factor_ms(std::string_view unit)
         return 60.0 * 1000;
     if (unit == "h")
         return 3600.0 * 1000;
+    if (unit == "d")
+        return 24 * 3600.0 * 1000;
     return std::nullopt;
 }
 
