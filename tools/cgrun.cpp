@@ -237,7 +237,7 @@ int run_command(const command_line& cmd)
         warn(n + " process(es) of the tree could not be killed");
     else if (r.remaining_processes > 0 && cmd.verbose)
         warn("left " + n + " process(es) running");
-    return report_written(json, r, exit_status(r, caught));
+    return report_written(json, r, exit_status(r, caught, cmd.preserve_status));
 }
 
 } // namespace

@@ -27,6 +27,8 @@ enum class opt {
     cgroup_parent,
     property,
     keep_orphans,
+    preserve_status,
+    foreground,
     json,
     verbose,
     check,
@@ -41,7 +43,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 16> specs{{
+constexpr std::array<opt_spec, 18> specs{{
     {"timeout", 't', true, opt::timeout},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
@@ -53,6 +55,8 @@ constexpr std::array<opt_spec, 16> specs{{
     {"cgroup-parent", '\0', true, opt::cgroup_parent},
     {"property", 'p', true, opt::property},
     {"keep-orphans", '\0', false, opt::keep_orphans},
+    {"preserve-status", '\0', false, opt::preserve_status},
+    {"foreground", '\0', false, opt::foreground},
     {"json", '\0', true, opt::json},
     {"verbose", 'v', false, opt::verbose},
     {"check", '\0', false, opt::check},
@@ -126,7 +130,15 @@ std::optional<std::string> parse_property(std::string_view text, options& opts)
     return std::nullopt;
 }
 
-std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd)
+// What was given explicitly, for the rules that look at several options together.
+struct given {
+    bool timeout = false;
+    bool kill_after = false;
+    bool signal = false;
+};
+
+std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd,
+                                 given& seen)
 {
     auto& opts = cmd.opts;
     switch (spec.id) {
@@ -135,6 +147,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!d)
             return "invalid time interval " + quoted(value);
         opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
+        seen.timeout = true;
         break;
     }
     case opt::kill_after: {
@@ -142,6 +155,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!d)
             return "invalid time interval " + quoted(value);
         opts.kill.grace = *d;
+        seen.kill_after = true;
         break;
     }
     case opt::signal: {
@@ -149,6 +163,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!sig || *sig < 1 || *sig > SIGRTMAX)
             return "invalid signal " + quoted(value);
         opts.kill.signal = *sig;
+        seen.signal = true;
         break;
     }
     case opt::method: {
@@ -184,6 +199,13 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
     case opt::keep_orphans:
         opts.keep_orphans = true;
         break;
+    case opt::preserve_status:
+        cmd.preserve_status = true;
+        break;
+    case opt::foreground:
+        // timeout(1) needs it to let COMMAND use the terminal; cgrun always hands the
+        // terminal over when it has it, and still stops COMMAND's children: nothing to do.
+        break;
     case opt::json:
         if (value.empty())
             return "empty file name for --json";
@@ -211,6 +233,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
 {
     parse_result out;
     auto& cmd = out.cmd;
+    given seen;
     std::size_t i = 1;
     for (; i < args.size(); ++i) {
         std::string_view arg = args[i];
@@ -246,7 +269,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                               " doesn't allow an argument" + std::string(see_help);
                 return out;
             }
-            if ((out.problem = apply(*spec, value, cmd)))
+            if ((out.problem = apply(*spec, value, cmd, seen)))
                 return out;
         } else {
             for (std::size_t j = 1; j < arg.size(); ++j) {
@@ -257,7 +280,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                     return out;
                 }
                 if (!spec->takes_value) {
-                    if ((out.problem = apply(*spec, {}, cmd)))
+                    if ((out.problem = apply(*spec, {}, cmd, seen)))
                         return out;
                     continue;
                 }
@@ -271,7 +294,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                                   std::string(see_help);
                     return out;
                 }
-                if ((out.problem = apply(*spec, value, cmd)))
+                if ((out.problem = apply(*spec, value, cmd, seen)))
                     return out;
                 break;
             }
@@ -280,7 +303,24 @@ parse_result parse_command_line(std::span<const std::string_view> args)
             return out;
     }
 
+    // timeout(1)'s form: cgrun DURATION COMMAND [ARG]...
+    if (cmd.what == action::run && !seen.timeout && args.size() - i >= 2) {
+        if (auto d = parse_duration(args[i])) {
+            cmd.opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
+            ++i;
+        }
+    }
     cmd.opts.argv.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+
+    // -s alone: the signal at the deadline, SIGKILL a default grace later (never dropped).
+    if (seen.signal && !seen.kill_after)
+        cmd.opts.kill.grace = default_signal_grace;
+    else if (seen.signal && cmd.opts.kill.grace.count() == 0 && cmd.opts.kill.signal != SIGKILL) {
+        out.problem = "--signal=" + signal_name(cmd.opts.kill.signal) +
+                      " would never be sent with --kill-after=0 (SIGKILL at once)";
+        return out;
+    }
+
     if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
@@ -295,14 +335,20 @@ parse_result parse_command_line(std::span<const std::string_view> args)
 std::string_view help_text() noexcept
 {
     return R"(Usage: cgrun [OPTION]... [--] COMMAND [ARG]...
+  or:  cgrun [OPTION]... DURATION COMMAND [ARG]...
   or:  cgrun --check [--json FILE]
 Run COMMAND with its whole process tree contained; stop the tree when COMMAND
 exits, when it times out, or when cgrun is interrupted.
 
   -t, --timeout=DURATION     stop the tree after DURATION (0: no limit)
   -k, --kill-after=DURATION  to stop the tree, send SIG first and SIGKILL
-                               DURATION later (default 0: SIGKILL at once)
+                               DURATION later (default: 0, SIGKILL at once;
+                               5s when -s is given)
   -s, --signal=SIG           signal to send first, by name or number (TERM)
+      --preserve-status      exit with the status of COMMAND even when it
+                               timed out (128+9 if it was killed)
+      --foreground           accepted for timeout(1); COMMAND gets the terminal
+                               anyway and its children are still stopped
   -m, --method=METHOD        auto (default), scope, cgroup or pgroup
       --user, --system       the systemd manager for the scope method
       --slice=NAME           slice of the scope
@@ -316,11 +362,15 @@ exits, when it times out, or when cgrun is interrupted.
       --help                 display this help and exit
       --version              output version information and exit
 
-DURATION is a number with an optional unit: ms, s (default), m or h.
+DURATION is a number with an optional unit: ms, s (default), m, h or d.
+Without -t, a first operand that is a DURATION and is followed by COMMAND is
+the timeout, as in timeout(1) (cgrun 10 make); use -t or ./NAME to run a
+command whose name looks like a DURATION.
 The auto method takes a systemd scope, else a cgroup, else a process group;
 only the first two contain processes that call setsid().
 
-Exit status: that of COMMAND; 124 if it timed out; 125 if cgrun failed;
+Exit status: that of COMMAND; 124 if it timed out (also when the tree was
+killed with SIGKILL: timeout(1) gives 137 then); 125 if cgrun failed;
 126 if COMMAND is not executable; 127 if it was not found; 128+N if it died
 of signal N, or if cgrun was stopped by signal N.
 )";

@@ -365,7 +365,8 @@ class Parsing(CgrunTestCase):
         self.assertIn(b"Usage: cgrun", proc.stdout)
         for opt in (b"--timeout", b"--kill-after", b"--signal", b"--method", b"--user",
                     b"--system", b"--slice", b"--unit", b"--cgroup-parent", b"--property",
-                    b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version"):
+                    b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version",
+                    b"--preserve-status", b"--foreground"):
             self.assertIn(opt, proc.stdout)
         proc = self.run_cgrun(["--version"])
         self.assertEqual(proc.returncode, 0)
@@ -457,6 +458,75 @@ class Containment(CgrunTestCase):
         child = self.watch("child")
         self.assertEqual(proc.returncode, 124)
         self.assert_dead(child, "a same-group child under -m pgroup")
+
+
+class TimeoutHabits(CgrunTestCase):
+    """What users of GNU timeout(1) type (issue 12)."""
+
+    def test_duration_operand_is_the_timeout(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["0.3", "sleep", "10"])
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(r["command"], ["sleep", "10"])
+        self.assertEqual(self.run_cgrun(["--", "10", SH, "-c", "exit 3"]).returncode, 3)
+        self.assertEqual(self.run_cgrun(["1d", "true"]).returncode, 0)
+
+    def test_duration_operand_rule_has_limits(self):
+        # With -t given, or as the only operand, a number is the command.
+        self.assertEqual(self.run_cgrun(["-t", "5", "10", "true"]).returncode, 127)
+        self.assertEqual(self.run_cgrun(["10"]).returncode, 127)
+
+    def test_signal_without_kill_after_is_delivered(self):
+        proc, r = self.run_json(["-s", "INT", "-t", "0.3", "--", SH, "-c",
+                                 "trap 'echo got-int; exit 0' INT; sleep 10"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertEqual(proc.stdout, b"got-int\n")
+        self.assertEqual(r["kill"]["graceful_signal"], "INT")
+        self.assertFalse(r["kill"]["escalated"])
+
+    def test_signal_without_kill_after_escalates_after_the_default_grace(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-s", "INT", "-t", "0.2", "--", SH, "-c",
+                                 "trap '' INT; sleep 20"])
+        elapsed = time.monotonic() - start
+        self.assertEqual(proc.returncode, 124)
+        self.assertEqual(r["kill"]["graceful_signal"], "INT")
+        self.assertTrue(r["kill"]["escalated"])
+        self.assertGreaterEqual(elapsed, 0.2 + 5 - 0.1)  # the documented 5 s default
+        self.assertLess(elapsed, 15)
+
+    def test_signal_with_kill_after_zero_is_refused(self):
+        proc = self.run_cgrun(["-s", "INT", "-k", "0", "-t", "1", "true"])
+        self.assertEqual(proc.returncode, 125)
+        self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
+
+    def test_no_signal_still_kills_at_once(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-t", "0.3", "--", SH, "-c", "trap '' TERM INT; sleep 20"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertIsNone(r["kill"]["graceful_signal"])
+        self.assertLess(time.monotonic() - start, 3)
+
+    def test_preserve_status(self):
+        proc = self.run_cgrun(["--preserve-status", "-t", "0.3", "sleep", "10"])
+        self.assertEqual(proc.returncode, 128 + signal.SIGKILL)
+        proc = self.run_cgrun(["--preserve-status", "-s", "TERM", "--", "0.3", SH, "-c",
+                               "trap 'exit 3' TERM; sleep 10 & wait"])
+        self.assertEqual(proc.returncode, 3)
+        self.assertEqual(self.run_cgrun(["--preserve-status", SH, "-c", "exit 4"]).returncode, 4)
+
+    def test_foreground_is_accepted_and_still_contains(self):
+        proc = self.start_cgrun(["--foreground", "0.5", SH, "-c",
+                                 self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.wait(30), 124, self.background_stderr())
+        self.assert_dead(esc, "the setsid escapee under --foreground")
+
+    def test_help_names_the_new_options(self):
+        out = self.run_cgrun(["--help"]).stdout
+        for word in (b"--preserve-status", b"--foreground", b"DURATION COMMAND", b"5s", b" d"):
+            self.assertIn(word, out)
 
 
 class StopSignals(CgrunTestCase):
