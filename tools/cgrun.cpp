@@ -158,6 +158,16 @@ void describe_containment(const containment_info& info, method requested)
     warn(line);
 }
 
+// Never silently weaker: auto ended where setsid() escapes, and the user did not ask for it.
+void warn_weak_containment(const containment_info& info)
+{
+    std::string why;
+    for (const auto& f : info.fallbacks)
+        why += (why.empty() ? "" : "; ") + std::string(to_string(f.tried)) + ": " + f.reason;
+    warn("warning: no cgroup could be had, processes that call setsid() will escape (" + why +
+         "); -q silences this");
+}
+
 void describe_end(const run_report& r, const options& opts, std::optional<int> caught)
 {
     std::string line;
@@ -215,6 +225,9 @@ int run_command(const command_line& cmd)
     child& c = *started;
     if (cmd.verbose)
         describe_containment(c.containment(), cmd.opts.containment);
+    else if (!cmd.quiet && cmd.opts.containment == method::automatic &&
+             c.containment().used == method::pgroup)
+        warn_weak_containment(c.containment());
 
     auto terminal = terminal_handoff::begin(c.containment().pgid);
     std::optional<int> caught;

@@ -31,6 +31,7 @@ enum class opt {
     foreground,
     json,
     verbose,
+    quiet,
     check,
     help,
     version,
@@ -43,7 +44,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 18> specs{{
+constexpr std::array<opt_spec, 19> specs{{
     {"timeout", 't', true, opt::timeout},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
@@ -59,6 +60,7 @@ constexpr std::array<opt_spec, 18> specs{{
     {"foreground", '\0', false, opt::foreground},
     {"json", '\0', true, opt::json},
     {"verbose", 'v', false, opt::verbose},
+    {"quiet", 'q', false, opt::quiet},
     {"check", '\0', false, opt::check},
     {"help", '\0', false, opt::help},
     {"version", '\0', false, opt::version},
@@ -135,7 +137,30 @@ struct given {
     bool timeout = false;
     bool kill_after = false;
     bool signal = false;
+    bool method = false;
+    // The last option given that only the scope (cgroup) method honours, e.g. "--unit".
+    std::string_view scope_option;
+    std::string_view cgroup_option;
 };
+
+// An option that only one method honours implies that method; it never runs weaker.
+std::optional<std::string> implied_method(const given& seen, options& opts)
+{
+    if (!seen.scope_option.empty() && !seen.cgroup_option.empty())
+        return std::string(seen.scope_option) + " needs the scope method and " +
+               std::string(seen.cgroup_option) + " the cgroup method; give one of them";
+    for (auto [option, m] : {std::pair{seen.scope_option, method::scope},
+                             std::pair{seen.cgroup_option, method::cgroup}}) {
+        if (option.empty())
+            continue;
+        if (opts.containment == method::automatic)
+            opts.containment = m;
+        else if (opts.containment != m)
+            return std::string(option) + " needs the " + std::string(to_string(m)) +
+                   " method, not -m " + std::string(to_string(opts.containment));
+    }
+    return std::nullopt;
+}
 
 std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd,
                                  given& seen)
@@ -171,28 +196,34 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!m)
             return "invalid method " + quoted(value) + " (expected auto, scope, cgroup or pgroup)";
         opts.containment = *m;
+        seen.method = true;
         break;
     }
     case opt::user:
         opts.bus = bus_kind::user;
+        seen.scope_option = "--user";
         break;
     case opt::system:
         opts.bus = bus_kind::system;
+        seen.scope_option = "--system";
         break;
     case opt::slice:
         if (value.empty())
             return "empty slice name";
         opts.slice = value;
+        seen.scope_option = "--slice";
         break;
     case opt::unit:
         if (!valid_unit_name(value))
             return "invalid unit name " + quoted(value);
         opts.unit = value;
+        seen.scope_option = "--unit";
         break;
     case opt::cgroup_parent:
         if (value.empty())
             return "empty cgroup parent";
         opts.cgroup_parent = value;
+        seen.cgroup_option = "--cgroup-parent";
         break;
     case opt::property:
         return parse_property(value, opts);
@@ -213,6 +244,9 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         break;
     case opt::verbose:
         cmd.verbose = true;
+        break;
+    case opt::quiet:
+        cmd.quiet = true;
         break;
     case opt::check:
         cmd.what = action::check;
@@ -321,6 +355,12 @@ parse_result parse_command_line(std::span<const std::string_view> args)
         return out;
     }
 
+    // --check proves what the host offers; it is no run that could be weakened.
+    if (cmd.what == action::run) {
+        if ((out.problem = implied_method(seen, cmd.opts)))
+            return out;
+    }
+
     if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
@@ -350,14 +390,15 @@ exits, when it times out, or when cgrun is interrupted.
       --foreground           accepted for timeout(1); COMMAND gets the terminal
                                anyway and its children are still stopped
   -m, --method=METHOD        auto (default), scope, cgroup or pgroup
-      --user, --system       the systemd manager for the scope method
-      --slice=NAME           slice of the scope
-      --unit=NAME            name of the scope
-      --cgroup-parent=PATH   parent cgroup for the cgroup method
+      --user, --system       the systemd manager for the scope method  [*]
+      --slice=NAME           slice of the scope                        [*]
+      --unit=NAME            name of the scope                         [*]
+      --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
   -p, --property=NAME=VALUE  limit: MemoryMax=, TasksMax= or CPUQuota=
       --keep-orphans         leave running what COMMAND leaves behind on exit
       --json=FILE            write a JSON report to FILE ('-': stdout)
   -v, --verbose              tell on stderr how the tree is contained
+  -q, --quiet                no warning when auto ends at a process group
       --check                probe the host, prove containment, and exit
       --help                 display this help and exit
       --version              output version information and exit
@@ -367,7 +408,10 @@ Without -t, a first operand that is a DURATION and is followed by COMMAND is
 the timeout, as in timeout(1) (cgrun 10 make); use -t or ./NAME to run a
 command whose name looks like a DURATION.
 The auto method takes a systemd scope, else a cgroup, else a process group;
-only the first two contain processes that call setsid().
+only the first two contain processes that call setsid(), so cgrun warns on
+stderr when it ends at a process group (-q: not). [*] These options select
+their method (with -m auto or no -m; another -m is an error): if it cannot be
+had, cgrun fails with 125 and starts nothing, never runs with a weaker one.
 
 Exit status: that of COMMAND; 124 if it timed out (also when the tree was
 killed with SIGKILL: timeout(1) gives 137 then); 125 if cgrun failed;

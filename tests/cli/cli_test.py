@@ -152,6 +152,23 @@ class CgrunTestCase(unittest.TestCase):
     def stderr_lines(self, proc):
         return proc.stderr.decode(errors="replace").splitlines()
 
+    def assert_rejected(self, args, *, needle=None):
+        """cgrun exits 125 with one line on stderr and starts nothing."""
+        marker = self.path("started")
+        proc = self.run_cgrun(args)
+        self.assertEqual(proc.returncode, 125, f"{args}: {proc.stderr!r}")
+        lines = self.stderr_lines(proc)
+        self.assertEqual(len(lines), 1, f"{args}: {lines}")
+        self.assertTrue(lines[0].startswith("cgrun: "), lines)
+        if needle:
+            self.assertIn(needle, lines[0])
+        self.assertEqual(proc.stdout, b"", args)
+        self.assertFalse(os.path.exists(marker), f"{args} started the command")
+
+    def command(self):
+        """A command that leaves a marker file when it starts (see assert_rejected)."""
+        return ["--", SH, "-c", "touch " + self.path("started")]
+
     # --- process trees -------------------------------------------------------------
 
     def escapee(self, name):
@@ -275,21 +292,6 @@ class ExitStatus(CgrunTestCase):
 
 
 class BadInput(CgrunTestCase):
-    def assert_rejected(self, args, *, needle=None):
-        marker = self.path("started")
-        proc = self.run_cgrun(args)
-        self.assertEqual(proc.returncode, 125, f"{args}: {proc.stderr!r}")
-        lines = self.stderr_lines(proc)
-        self.assertEqual(len(lines), 1, f"{args}: {lines}")
-        self.assertTrue(lines[0].startswith("cgrun: "), lines)
-        if needle:
-            self.assertIn(needle, lines[0])
-        self.assertEqual(proc.stdout, b"", args)
-        self.assertFalse(os.path.exists(marker), f"{args} started the command")
-
-    def command(self):
-        return ["--", SH, "-c", "touch " + self.path("started")]
-
     def test_unknown_options(self):
         for opt in (["--bogus"], ["-x"], ["-vx"], ["--verbose=yes"], ["--ver"]):
             self.assert_rejected(opt + self.command())
@@ -366,7 +368,7 @@ class Parsing(CgrunTestCase):
         for opt in (b"--timeout", b"--kill-after", b"--signal", b"--method", b"--user",
                     b"--system", b"--slice", b"--unit", b"--cgroup-parent", b"--property",
                     b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version",
-                    b"--preserve-status", b"--foreground"):
+                    b"--preserve-status", b"--foreground", b"--quiet"):
             self.assertIn(opt, proc.stdout)
         proc = self.run_cgrun(["--version"])
         self.assertEqual(proc.returncode, 0)
@@ -678,33 +680,38 @@ class Methods(CgrunTestCase):
         self.assertIn("timed out", proc.stderr.decode())
 
     def test_user_and_system_bus(self):
-        proc, r = self.run_json(["--system", "true"])
-        self.assertEqual(proc.returncode, 0)
-        self.assertEqual(r["method"], AUTO)
-        # No user manager runs for root here or in the test systemd: --user must then fall
-        # back although the system manager may be there.
-        proc, r = self.run_json(["--user", "true"])
-        self.assertEqual(proc.returncode, 0)
-        if os.path.exists(f"/run/user/{os.getuid()}/bus"):
+        if AUTO == "scope":
+            proc, r = self.run_json(["--system", "true"])
+            self.assertEqual(proc.returncode, 0)
             self.assertEqual(r["method"], "scope")
         else:
-            self.assertEqual(r["method"], "cgroup")
-            self.assertEqual(r["fallbacks"][0]["method"], "scope")
-            self.assertIn("user", r["fallbacks"][0]["reason"])
+            self.assert_rejected(["--system"] + self.command())
+        # No user manager runs for root here or in the test systemd: --user then fails
+        # although the system manager may be there (it never falls back: issue 9).
+        if os.path.exists(f"/run/user/{os.getuid()}/bus"):
+            proc, r = self.run_json(["--user", "true"])
+            self.assertEqual(proc.returncode, 0)
+            self.assertEqual(r["method"], "scope")
+        else:
+            self.assert_rejected(["--user"] + self.command(), needle="user")
 
     def test_unit_name(self):
         for suffix in ("", ".scope"):
             name = f"cgrun-cli-test-{os.getpid()}-{len(suffix)}"
+            if AUTO != "scope":
+                self.assert_rejected(["--unit", name + suffix] + self.command())
+                continue
             proc, r = self.run_json(["--unit", name + suffix, "true"])
             self.assertEqual(proc.returncode, 0, proc.stderr)
-            if AUTO == "scope":
-                self.assertEqual(r["unit"], name + ".scope")
+            self.assertEqual(r["unit"], name + ".scope")
 
     def test_slice(self):
+        if AUTO != "scope":
+            self.assert_rejected(["--slice", "cgrun-cli-test.slice"] + self.command())
+            return
         proc, r = self.run_json(["--slice", "cgrun-cli-test.slice", "true"])
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        if AUTO == "scope":
-            self.assertIn("/cgrun-cli-test.slice/", r["cgroup"])
+        self.assertIn("/cgrun-cli-test.slice/", r["cgroup"])
 
     def test_cgroup_parent(self):
         parent = f"/cgrun-cli-test-{os.getpid()}"
@@ -724,6 +731,90 @@ class Methods(CgrunTestCase):
                                "--", SH, "-c", "touch " + self.path("started")])
         self.assertEqual(proc.returncode, 125)
         self.assertFalse(os.path.exists(self.path("started")))
+
+
+class NoSilentWeakening(CgrunTestCase):
+    """Options of one method imply it; auto ending at a process group says so (issue 9)."""
+
+    def test_scope_options_imply_scope(self):
+        unit = f"cgrun-cli-implied-{os.getpid()}"
+        for extra in (["--system"], ["--unit", unit], ["--slice", "cgrun-cli-test.slice"],
+                      ["-m", "auto", "--system"]):
+            if AUTO == "scope":
+                proc, r = self.run_json(extra + ["true"])
+                self.assertEqual(proc.returncode, 0, f"{extra}: {proc.stderr!r}")
+                self.assertEqual(r["method"], "scope", extra)
+            else:
+                # The host: no systemd, auto would have run it in a cgroup.
+                self.assert_rejected(extra + self.command())
+
+    def test_cgroup_parent_implies_cgroup(self):
+        parent = f"/cgrun-cli-implied-{os.getpid()}"
+        os.mkdir(os.path.join(cgroup2_mount(), parent.lstrip("/")))
+        self.cgroups_to_remove.append(parent)
+        # Under systemd auto would take a scope and ignore the parent.
+        proc, r = self.run_json(["--cgroup-parent", parent, "true"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertEqual(r["fallbacks"], [])
+        self.assertTrue(r["cgroup"].startswith(parent + "/"), r["cgroup"])
+
+    def test_missing_cgroup_parent_starts_nothing(self):
+        # Used to run under pgroup, exit 0, and say nothing.
+        self.assert_rejected(["--cgroup-parent", "/cgrun-cli-no-such-parent"] + self.command(),
+                             needle="cgrun-cli-no-such-parent")
+        self.assertFalse(os.path.isdir(os.path.join(cgroup2_mount(), "cgrun-cli-no-such-parent")),
+                         "cgrun created the parent")
+
+    def test_conflicting_method_is_a_usage_error(self):
+        for args in (["-m", "cgroup", "--unit", "x"], ["-m", "pgroup", "--system"],
+                     ["--user", "-m", "cgroup"], ["-m", "pgroup", "--slice", "s.slice"],
+                     ["-m", "scope", "--cgroup-parent", "/"], ["-m", "pgroup", "--cgroup-parent", "/"],
+                     ["--unit", "x", "--cgroup-parent", "/"]):
+            self.assert_rejected(args + self.command(), needle="method")
+
+    def as_nobody(self, args):
+        """Runs a copy of cgrun as uid/gid 65534 (no writable cgroup, no user manager)."""
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            self.skipTest("no setpriv to drop to an unprivileged user")
+        # The checkout may sit where others cannot enter: run a copy from a readable place.
+        where = tempfile.mkdtemp(prefix="cgrun-cli-nobody-")
+        self.addCleanup(shutil.rmtree, where, True)
+        os.chmod(where, 0o755)
+        binary = os.path.join(where, "cgrun")
+        shutil.copy2(CGRUN, binary)
+        env = {k: v for k, v in self.env.items()
+               if k not in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")}
+        return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                               binary] + args, capture_output=True, env=env, timeout=30, cwd="/")
+
+    def test_auto_at_pgroup_warns_once(self):
+        probe = self.as_nobody(["--json", "-", "true"])
+        if probe.returncode != 0:
+            self.skipTest(f"cgrun does not run as uid 65534 here: {probe.stderr!r}")
+        method = json.loads(probe.stdout)["method"]
+        if method != "pgroup":
+            self.skipTest(f"auto finds {method} for uid 65534 here, not pgroup")
+        proc = self.as_nobody(["true"])
+        self.assertEqual(proc.returncode, 0)
+        lines = self.stderr_lines(proc)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("cgrun: warning: "), lines)
+        self.assertIn("setsid", lines[0])
+        # -q silences it; so does asking for pgroup.
+        for quiet in (["-q"], ["--quiet"], ["-m", "pgroup"]):
+            proc = self.as_nobody(quiet + ["true"])
+            self.assertEqual(proc.returncode, 0, quiet)
+            self.assertEqual(proc.stderr, b"", quiet)
+        # -v says it in its own words, once.
+        proc = self.as_nobody(["-v", "true"])
+        self.assertEqual(sum("setsid" in l for l in self.stderr_lines(proc)), 1, proc.stderr)
+
+    def test_auto_with_a_cgroup_does_not_warn(self):
+        proc = self.run_cgrun(["true"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(proc.stderr, b"")
 
 
 class Limits(CgrunTestCase):

@@ -98,3 +98,33 @@ TEST_CASE("--preserve-status and --foreground")
     CHECK(r.cmd.opts.argv == argv({"cmd"}));
     CHECK_FALSE(parse({"cmd"}).cmd.preserve_status);
 }
+
+TEST_CASE("options of one method imply it; another -m is a usage error")
+{
+    using cgrun::method;
+    for (auto words : {std::initializer_list<std::string_view>{"--user", "cmd"},
+                       {"--system", "cmd"}, {"--slice", "a.slice", "cmd"},
+                       {"--unit", "u", "cmd"}, {"-m", "auto", "--system", "cmd"},
+                       {"--system", "-m", "scope", "cmd"}}) {
+        auto r = parse(words);
+        REQUIRE_FALSE(r.problem);
+        CHECK(r.cmd.opts.containment == method::scope);
+    }
+    auto r = parse({"--cgroup-parent", "/a", "cmd"});
+    REQUIRE_FALSE(r.problem);
+    CHECK(r.cmd.opts.containment == method::cgroup);
+    CHECK(parse({"cmd"}).cmd.opts.containment == method::automatic);
+
+    for (auto words : {std::initializer_list<std::string_view>{"-m", "cgroup", "--unit", "u", "cmd"},
+                       {"--user", "-m", "pgroup", "cmd"},
+                       {"-m", "scope", "--cgroup-parent", "/a", "cmd"},
+                       {"--slice", "a.slice", "--cgroup-parent", "/a", "cmd"}}) {
+        r = parse(words);
+        REQUIRE(r.problem);
+        CHECK(r.problem->find("method") != std::string::npos);
+    }
+    // --check proves what the host offers: nothing is implied there.
+    r = parse({"--check", "--system"});
+    CHECK_FALSE(r.problem);
+    CHECK(r.cmd.opts.containment == method::automatic);
+}
