@@ -2,10 +2,13 @@
 # Installs the build into a staging directory (meson install --destdir) and builds a tiny
 # consumer against it the way a packager's user would.
 #
-# usage: consumer_test.sh pkg-config MESON BUILD_DIR CXX SANITIZE
+# usage: consumer_test.sh pkg-config|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]
 #   pkg-config: with only the staged cgrun.pc visible (no libsystemd.pc, as on a host
 #   without libsystemd-dev), `pkg-config --cflags --libs cgrun` must work, --static must
 #   not add -lsystemd, and the consumer must compile, link and run.
+#   subproject: a parent meson project with SOURCE_DIR as subprojects/cgrun gets the
+#   library only (no tool, none of cgrun's tests in its `meson test`), its own targets get
+#   no -Werror (a file of it that warns still builds), and its consumer runs.
 # Exit 77 (skip) when a tool it needs is missing.
 set -euo pipefail
 
@@ -18,12 +21,14 @@ trap 'rm -rf "$stage"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP: $*" >&2; exit 77; }
 
-"$meson" install -C "$build" --no-rebuild --destdir "$stage/root" >"$stage/install.log" 2>&1 ||
-    { cat "$stage/install.log" >&2; fail "meson install --destdir failed"; }
+stage_install() {
+    "$meson" install -C "$build" --no-rebuild --destdir "$stage/root" >"$stage/install.log" 2>&1 ||
+        { cat "$stage/install.log" >&2; fail "meson install --destdir failed"; }
+    pc=$(find "$stage/root" -name cgrun.pc -print -quit)
+    [ -n "$pc" ] || fail "no cgrun.pc installed"
+    libdir=$(dirname "$(dirname "$pc")")
+}
 
-pc=$(find "$stage/root" -name cgrun.pc -print -quit)
-[ -n "$pc" ] || fail "no cgrun.pc installed"
-libdir=$(dirname "$(dirname "$pc")")
 san_flags=()
 [ "$sanitize" = none ] || san_flags=("-fsanitize=$sanitize")
 
@@ -37,6 +42,7 @@ run_consumer() {
 case $kind in
 pkg-config)
     command -v pkg-config >/dev/null || skip "no pkg-config"
+    stage_install
     export PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$stage/root
     unset PKG_CONFIG_PATH
     grep -n '^Requires' "$pc" >&2 && fail "cgrun.pc requires other packages (the library dlopen()s libsystemd)"
@@ -50,8 +56,45 @@ pkg-config)
         fail "the consumer does not build with pkg-config's flags"
     run_consumer "$stage/consumer"
     ;;
+subproject)
+    source_dir=$6
+    parent=$stage/parent
+    mkdir -p "$parent/subprojects"
+    ln -s "$source_dir" "$parent/subprojects/cgrun"
+    cp "$here/consumer.cpp" "$parent/"
+    printf 'int warns() { int unused; return 0; }\n' >"$parent/warns.cpp"
+    cat >"$parent/meson.build" <<'PARENT'
+project('parent', 'cpp', default_options : ['cpp_std=c++20', 'warning_level=2'])
+cgrun_dep = dependency('cgrun', fallback : ['cgrun', 'cgrun_dep'])
+consumer = executable('consumer', 'consumer.cpp', 'warns.cpp', dependencies : cgrun_dep)
+test('consumer', consumer)
+PARENT
+    # Only the staged build may answer dependency('cgrun') with a package: none here.
+    export PKG_CONFIG_PATH=
+    "$meson" setup "$parent/build" "$parent" --wrap-mode=nodownload --force-fallback-for=cgrun \
+        >"$stage/setup.log" 2>&1 || { cat "$stage/setup.log" >&2; fail "meson setup of the parent failed"; }
+    ninja -C "$parent/build" >"$stage/ninja.log" 2>&1 ||
+        { cat "$stage/ninja.log" >&2; fail "the parent does not build"; }
+    tests=$("$meson" test -C "$parent/build" --no-rebuild --list 2>/dev/null)
+    echo "tests of the parent: $tests"
+    [ "$tests" = consumer ] || fail "cgrun's tests show up in the parent's meson test: $tests"
+    targets=$("$meson" introspect "$parent/build" --targets |
+        python3 -c 'import json,sys; print(" ".join(sorted(t["name"] + ":" + t["type"] for t in json.load(sys.stdin) if t["build_by_default"])))')
+    echo "targets built by default: $targets"
+    [ "$targets" = "cgrun:shared library consumer:executable" ] ||
+        fail "a parent that did not ask gets more than the library: $targets"
+    python3 - "$parent/build/compile_commands.json" <<'PY' || fail "werror reached the parent"
+import json, sys
+bad = [c["file"] for c in json.load(open(sys.argv[1]))
+       if "subprojects/cgrun/" not in c["file"] and "-Werror" in c["command"]]
+print("parent files built with -Werror:", bad or "none")
+sys.exit(1 if bad else 0)
+PY
+    "$meson" test -C "$parent/build" --print-errorlogs >"$stage/test.log" 2>&1 ||
+        { cat "$stage/test.log" >&2; fail "the parent's consumer test failed"; }
+    ;;
 *)
-    echo "usage: consumer_test.sh pkg-config MESON BUILD_DIR CXX SANITIZE" >&2
+    echo "usage: consumer_test.sh pkg-config|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]" >&2
     exit 2
     ;;
 esac
