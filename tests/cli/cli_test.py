@@ -938,6 +938,40 @@ class Terminal(CgrunTestCase):
                     pass
 
 
+class Completion(unittest.TestCase):
+    """tools/cgrun.bash-completion, without the bash-completion package."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                          "cgrun.bash-completion")
+
+    def complete(self, *words):
+        """COMPREPLY for the command line `words` (the last one is being completed)."""
+        bash = shutil.which("bash")
+        if bash is None:
+            self.skipTest("no bash")
+        proc = subprocess.run([bash, "--norc", "-c",
+                               'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+                               '_cgrun; printf "%s\\n" "${COMPREPLY[@]}"', "bash", self.SCRIPT,
+                               "cgrun", *words], capture_output=True, timeout=10)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return proc.stdout.decode().split()
+
+    def test_options_and_values(self):
+        self.assertEqual(self.complete("--pre"), ["--preserve-status"])
+        self.assertEqual(self.complete("--q"), ["--quiet"])
+        self.assertEqual(self.complete("-m", ""), ["auto", "scope", "cgroup", "pgroup"])
+        self.assertEqual(self.complete("--method", "=", "sc"), ["scope"])
+        self.assertIn("INT", self.complete("-s", "IN"))
+        self.assertEqual(self.complete("-p", "Tas"), ["TasksMax="])
+        self.assertEqual(self.complete("-t", ""), [])
+
+    def test_command_after_options_or_a_duration(self):
+        for words in (["sh"], ["-t", "5", "sh"], ["10", "sh"], ["--", "sh"], ["-v", "1.5m", "sh"]):
+            self.assertIn("sh", self.complete(*words), words)
+        # Options of COMMAND are not cgrun's.
+        self.assertNotIn("--preserve-status", self.complete("10", "sh", "--pre"))
+
+
 class Check(CgrunTestCase):
     def test_check_proves_containment(self):
         proc = self.run_cgrun(["--check"], timeout=60)

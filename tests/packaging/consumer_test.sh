@@ -43,6 +43,9 @@ case $kind in
 pkg-config)
     command -v pkg-config >/dev/null || skip "no pkg-config"
     stage_install
+    [ "${CGRUN_TOOL:-1}" = 0 ] ||   # the completion comes with the tool
+        [ -n "$(find "$stage/root" -path '*/share/bash-completion/completions/cgrun' -print -quit)" ] ||
+        fail "no bash completion installed as share/bash-completion/completions/cgrun"
     export PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$stage/root
     unset PKG_CONFIG_PATH
     grep -n '^Requires' "$pc" >&2 && fail "cgrun.pc requires other packages (the library dlopen()s libsystemd)"
