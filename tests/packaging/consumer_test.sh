@@ -2,10 +2,12 @@
 # Installs the build into a staging directory (meson install --destdir) and builds a tiny
 # consumer against it the way a packager's user would.
 #
-# usage: consumer_test.sh pkg-config|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]
+# usage: consumer_test.sh pkg-config|cmake|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]
 #   pkg-config: with only the staged cgrun.pc visible (no libsystemd.pc, as on a host
 #   without libsystemd-dev), `pkg-config --cflags --libs cgrun` must work, --static must
 #   not add -lsystemd, and the consumer must compile, link and run.
+#   cmake: find_package(cgrun 0.1) in a CMake project finds the staged package (and a
+#   version it is not compatible with is refused), the consumer links cgrun::cgrun and runs.
 #   subproject: a parent meson project with SOURCE_DIR as subprojects/cgrun gets the
 #   library only (no tool, none of cgrun's tests in its `meson test`), its own targets get
 #   no -Werror (a file of it that warns still builds), and its consumer runs.
@@ -59,6 +61,39 @@ pkg-config)
         fail "the consumer does not build with pkg-config's flags"
     run_consumer "$stage/consumer"
     ;;
+cmake)
+    command -v cmake >/dev/null || skip "no cmake (apt-get install cmake)"
+    stage_install
+    prefix=$("$meson" introspect "$build" --buildoptions |
+        python3 -c 'import json,sys; print(next(o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"))')
+    version=$("$meson" introspect "$build" --projectinfo |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')
+    src=$stage/cmake-consumer
+    mkdir -p "$src"
+    cp "$here/consumer.cpp" "$src/"
+    cat >"$src/CMakeLists.txt" <<CMAKE
+cmake_minimum_required(VERSION 3.16)
+project(cgrun_consumer CXX)
+find_package(cgrun 99 QUIET)
+if(cgrun_FOUND)
+  message(FATAL_ERROR "find_package(cgrun 99) accepted cgrun \${cgrun_VERSION}")
+endif()
+find_package(cgrun ${version%.*} REQUIRED)
+message(STATUS "found cgrun \${cgrun_VERSION} in \${cgrun_DIR}")
+add_executable(consumer consumer.cpp)
+target_link_libraries(consumer PRIVATE cgrun::cgrun)
+CMAKE
+    cmake -S "$src" -B "$src/build" -DCMAKE_PREFIX_PATH="$stage/root$prefix" \
+        -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF -DCMAKE_FIND_USE_SYSTEM_PACKAGE_REGISTRY=OFF \
+        -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="${san_flags[*]}" \
+        >"$stage/cmake.log" 2>&1 || { cat "$stage/cmake.log" >&2; fail "cmake configure failed"; }
+    grep 'found cgrun' "$stage/cmake.log"
+    grep -q "found cgrun $version in $stage/root" "$stage/cmake.log" ||
+        fail "find_package(cgrun) did not find the staged package"
+    cmake --build "$src/build" >"$stage/cmake-build.log" 2>&1 ||
+        { cat "$stage/cmake-build.log" >&2; fail "the CMake consumer does not build"; }
+    run_consumer "$src/build/consumer"
+    ;;
 subproject)
     source_dir=$6
     parent=$stage/parent
@@ -97,7 +132,7 @@ PY
         { cat "$stage/test.log" >&2; fail "the parent's consumer test failed"; }
     ;;
 *)
-    echo "usage: consumer_test.sh pkg-config|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]" >&2
+    echo "usage: consumer_test.sh pkg-config|cmake|subproject MESON BUILD_DIR CXX SANITIZE [SOURCE_DIR]" >&2
     exit 2
     ;;
 esac
