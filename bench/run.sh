@@ -48,8 +48,8 @@ if [[ ! -f $builddir/build.ninja ]]; then
     meson setup "$builddir" "$src" --wrap-mode=nodownload -Dbench=true -Dtool=true -Dtests=false >&2 || exit 1
 else
     opts=$(meson introspect "$builddir" --buildoptions 2>/dev/null |
-        python3 -c 'import json,sys; o={x["name"]: x["value"] for x in json.load(sys.stdin)}; print(o.get("bench"), o.get("tool"))')
-    if [[ $opts != "True True" ]]; then
+        python3 -c 'import json,sys; o={x["name"]: x["value"] for x in json.load(sys.stdin)}; print(str(o.get("bench")).lower(), str(o.get("tool")).lower())')
+    if [[ $opts != "true true" ]]; then
         log "enabling -Dbench=true -Dtool=true in $builddir"
         meson configure "$builddir" -Dbench=true -Dtool=true >&2 || exit 1
     fi

@@ -1,12 +1,19 @@
 #!/bin/bash
 # Runs every test suite (unit, cgroup, systemd, cli) in a normal and in an ASan+UBSan
-# build. Installs what is missing first. Needs root (cgroups, the test systemd).
+# build, and builds a release variant. Installs what is missing first. Needs root (cgroups,
+# the test systemd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/bootstrap.sh
 
 echo "== tests (build/)"
 meson test -C build --print-errorlogs
+
+echo "== release build (build-release/: -O3 and werror, as a packager builds it), unit tests"
+[ -f build-release/build.ninja ] ||
+    meson setup build-release --wrap-mode=nodownload --buildtype=release >/dev/null
+ninja -C build-release >/dev/null
+meson test -C build-release --print-errorlogs --suite unit
 
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 [ -f build-asan/build.ninja ] ||

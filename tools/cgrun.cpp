@@ -158,6 +158,16 @@ void describe_containment(const placement& info, method requested)
     warn(line);
 }
 
+// Never silently weaker: auto ended where setsid() escapes, and the user did not ask for it.
+void warn_weak_containment(const placement& info)
+{
+    std::string why;
+    for (const auto& f : info.fallbacks)
+        why += (why.empty() ? "" : "; ") + std::string(to_string(f.tried)) + ": " + f.reason;
+    warn("warning: no cgroup could be had, processes that call setsid() will escape (" + why +
+         "); -q silences this");
+}
+
 void describe_end(const run_report& r, const options& opts, std::optional<int> caught)
 {
     std::string line;
@@ -215,6 +225,8 @@ int run_command(const command_line& cmd)
     child& c = *started;
     if (cmd.verbose)
         describe_containment(c.placement(), cmd.opts.method);
+    else if (!cmd.quiet && cmd.opts.method == method::automatic && c.placement().used == method::pgroup)
+        warn_weak_containment(c.placement());
 
     auto terminal = terminal_handoff::begin(c.placement().pgid);
     std::optional<int> caught;
@@ -237,7 +249,7 @@ int run_command(const command_line& cmd)
         warn(n + " process(es) of the tree could not be killed");
     else if (r.remaining_processes > 0 && cmd.verbose)
         warn("left " + n + " process(es) running");
-    return report_written(json, r, exit_status(r, caught));
+    return report_written(json, r, exit_status(r, caught, cmd.preserve_status));
 }
 
 } // namespace

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 
 namespace cgrun::tool {
 
@@ -27,8 +28,11 @@ enum class opt {
     cgroup_parent,
     property,
     keep_orphans,
+    preserve_status,
+    foreground,
     json,
     verbose,
+    quiet,
     check,
     help,
     version,
@@ -41,7 +45,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 16> specs{{
+constexpr std::array<opt_spec, 19> specs{{
     {"timeout", 't', true, opt::timeout},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
@@ -53,8 +57,11 @@ constexpr std::array<opt_spec, 16> specs{{
     {"cgroup-parent", '\0', true, opt::cgroup_parent},
     {"property", 'p', true, opt::property},
     {"keep-orphans", '\0', false, opt::keep_orphans},
+    {"preserve-status", '\0', false, opt::preserve_status},
+    {"foreground", '\0', false, opt::foreground},
     {"json", '\0', true, opt::json},
     {"verbose", 'v', false, opt::verbose},
+    {"quiet", 'q', false, opt::quiet},
     {"check", '\0', false, opt::check},
     {"help", '\0', false, opt::help},
     {"version", '\0', false, opt::version},
@@ -62,9 +69,23 @@ constexpr std::array<opt_spec, 16> specs{{
 
 constexpr std::array<std::string_view, 3> property_names{"MemoryMax", "TasksMax", "CPUQuota"};
 
+// Joins the parts into one string. `"literal" + std::string(...)` would do, but GCC 12 at -O3
+// reports a false -Wrestrict in the inlined insert() it makes of that (GCC bug 105651).
+std::string concat(std::initializer_list<std::string_view> parts)
+{
+    std::size_t size = 0;
+    for (auto p : parts)
+        size += p.size();
+    std::string out;
+    out.reserve(size);
+    for (auto p : parts)
+        out.append(p);
+    return out;
+}
+
 std::string quoted(std::string_view s)
 {
-    return "'" + std::string(s) + "'";
+    return concat({"'", s, "'"});
 }
 
 // Like getopt_long: an exact name, else an unambiguous prefix.
@@ -76,7 +97,7 @@ const opt_spec* find_long(std::string_view name, std::string& problem)
             return &spec;
         if (spec.long_name.starts_with(name)) {
             if (found) {
-                problem = "option " + quoted("--" + std::string(name)) + " is ambiguous" +
+                problem = "option " + quoted(concat({"--", name})) + " is ambiguous" +
                           std::string(see_help);
                 return nullptr;
             }
@@ -84,7 +105,7 @@ const opt_spec* find_long(std::string_view name, std::string& problem)
         }
     }
     if (!found)
-        problem = "unrecognized option " + quoted("--" + std::string(name)) + std::string(see_help);
+        problem = "unrecognized option " + quoted(concat({"--", name})) + std::string(see_help);
     return found;
 }
 
@@ -126,7 +147,38 @@ std::optional<std::string> parse_property(std::string_view text, options& opts)
     return std::nullopt;
 }
 
-std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd)
+// What was given explicitly, for the rules that look at several options together.
+struct given {
+    bool timeout = false;
+    bool kill_after = false;
+    bool signal = false;
+    bool method = false;
+    // The last option given that only the scope (cgroup) method honours, e.g. "--unit".
+    std::string_view scope_option;
+    std::string_view cgroup_option;
+};
+
+// An option that only one method honours implies that method; it never runs weaker.
+std::optional<std::string> implied_method(const given& seen, options& opts)
+{
+    if (!seen.scope_option.empty() && !seen.cgroup_option.empty())
+        return std::string(seen.scope_option) + " needs the scope method and " +
+               std::string(seen.cgroup_option) + " the cgroup method; give one of them";
+    for (auto [option, m] : {std::pair{seen.scope_option, method::scope},
+                             std::pair{seen.cgroup_option, method::cgroup}}) {
+        if (option.empty())
+            continue;
+        if (opts.method == method::automatic)
+            opts.method = m;
+        else if (opts.method != m)
+            return std::string(option) + " needs the " + std::string(to_string(m)) +
+                   " method, not -m " + std::string(to_string(opts.method));
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> apply(const opt_spec& spec, std::string_view value, command_line& cmd,
+                                 given& seen)
 {
     auto& opts = cmd.opts;
     switch (spec.id) {
@@ -135,6 +187,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!d)
             return "invalid time interval " + quoted(value);
         opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
+        seen.timeout = true;
         break;
     }
     case opt::kill_after: {
@@ -142,6 +195,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!d)
             return "invalid time interval " + quoted(value);
         opts.kill.grace = *d;
+        seen.kill_after = true;
         break;
     }
     case opt::signal: {
@@ -149,6 +203,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!sig || *sig < 1 || *sig > SIGRTMAX)
             return "invalid signal " + quoted(value);
         opts.kill.signal = *sig;
+        seen.signal = true;
         break;
     }
     case opt::method: {
@@ -156,33 +211,46 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (!m)
             return "invalid method " + quoted(value) + " (expected auto, scope, cgroup or pgroup)";
         opts.method = *m;
+        seen.method = true;
         break;
     }
     case opt::user:
         opts.scope.bus = bus_kind::user;
+        seen.scope_option = "--user";
         break;
     case opt::system:
         opts.scope.bus = bus_kind::system;
+        seen.scope_option = "--system";
         break;
     case opt::slice:
         if (value.empty())
             return "empty slice name";
         opts.scope.slice = value;
+        seen.scope_option = "--slice";
         break;
     case opt::unit:
         if (!valid_unit_name(value))
             return "invalid unit name " + quoted(value);
         opts.scope.unit = value;
+        seen.scope_option = "--unit";
         break;
     case opt::cgroup_parent:
         if (value.empty())
             return "empty cgroup parent";
         opts.cgroup.parent = value;
+        seen.cgroup_option = "--cgroup-parent";
         break;
     case opt::property:
         return parse_property(value, opts);
     case opt::keep_orphans:
         opts.keep_orphans = true;
+        break;
+    case opt::preserve_status:
+        cmd.preserve_status = true;
+        break;
+    case opt::foreground:
+        // timeout(1) needs it to let COMMAND use the terminal; cgrun always hands the
+        // terminal over when it has it, and still stops COMMAND's children: nothing to do.
         break;
     case opt::json:
         if (value.empty())
@@ -191,6 +259,9 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         break;
     case opt::verbose:
         cmd.verbose = true;
+        break;
+    case opt::quiet:
+        cmd.quiet = true;
         break;
     case opt::check:
         cmd.what = action::check;
@@ -211,6 +282,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
 {
     parse_result out;
     auto& cmd = out.cmd;
+    given seen;
     std::size_t i = 1;
     for (; i < args.size(); ++i) {
         std::string_view arg = args[i];
@@ -237,16 +309,16 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                 } else if (i + 1 < args.size()) {
                     value = args[++i];
                 } else {
-                    out.problem = "option " + quoted("--" + std::string(spec->long_name)) +
+                    out.problem = "option " + quoted(concat({"--", spec->long_name})) +
                                   " requires an argument" + std::string(see_help);
                     return out;
                 }
             } else if (eq != std::string_view::npos) {
-                out.problem = "option " + quoted("--" + std::string(spec->long_name)) +
+                out.problem = "option " + quoted(concat({"--", spec->long_name})) +
                               " doesn't allow an argument" + std::string(see_help);
                 return out;
             }
-            if ((out.problem = apply(*spec, value, cmd)))
+            if ((out.problem = apply(*spec, value, cmd, seen)))
                 return out;
         } else {
             for (std::size_t j = 1; j < arg.size(); ++j) {
@@ -257,7 +329,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                     return out;
                 }
                 if (!spec->takes_value) {
-                    if ((out.problem = apply(*spec, {}, cmd)))
+                    if ((out.problem = apply(*spec, {}, cmd, seen)))
                         return out;
                     continue;
                 }
@@ -271,7 +343,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                                   std::string(see_help);
                     return out;
                 }
-                if ((out.problem = apply(*spec, value, cmd)))
+                if ((out.problem = apply(*spec, value, cmd, seen)))
                     return out;
                 break;
             }
@@ -280,7 +352,30 @@ parse_result parse_command_line(std::span<const std::string_view> args)
             return out;
     }
 
+    // timeout(1)'s form: cgrun DURATION COMMAND [ARG]...
+    if (cmd.what == action::run && !seen.timeout && args.size() - i >= 2) {
+        if (auto d = parse_duration(args[i])) {
+            cmd.opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
+            ++i;
+        }
+    }
     cmd.opts.argv.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+
+    // -s alone: the signal at the deadline, SIGKILL a default grace later (never dropped).
+    if (seen.signal && !seen.kill_after)
+        cmd.opts.kill.grace = default_signal_grace;
+    else if (seen.signal && cmd.opts.kill.grace.count() == 0 && cmd.opts.kill.signal != SIGKILL) {
+        out.problem = concat({"--signal=", signal_name(cmd.opts.kill.signal),
+                              " would never be sent with --kill-after=0 (SIGKILL at once)"});
+        return out;
+    }
+
+    // --check proves what the host offers; it is no run that could be weakened.
+    if (cmd.what == action::run) {
+        if ((out.problem = implied_method(seen, cmd.opts)))
+            return out;
+    }
+
     if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
@@ -295,32 +390,46 @@ parse_result parse_command_line(std::span<const std::string_view> args)
 std::string_view help_text() noexcept
 {
     return R"(Usage: cgrun [OPTION]... [--] COMMAND [ARG]...
+  or:  cgrun [OPTION]... DURATION COMMAND [ARG]...
   or:  cgrun --check [--json FILE]
 Run COMMAND with its whole process tree contained; stop the tree when COMMAND
 exits, when it times out, or when cgrun is interrupted.
 
   -t, --timeout=DURATION     stop the tree after DURATION (0: no limit)
   -k, --kill-after=DURATION  to stop the tree, send SIG first and SIGKILL
-                               DURATION later (default 0: SIGKILL at once)
+                               DURATION later (default: 0, SIGKILL at once;
+                               5s when -s is given)
   -s, --signal=SIG           signal to send first, by name or number (TERM)
+      --preserve-status      exit with the status of COMMAND even when it
+                               timed out (128+9 if it was killed)
+      --foreground           accepted for timeout(1); COMMAND gets the terminal
+                               anyway and its children are still stopped
   -m, --method=METHOD        auto (default), scope, cgroup or pgroup
-      --user, --system       the systemd manager for the scope method
-      --slice=NAME           slice of the scope
-      --unit=NAME            name of the scope
-      --cgroup-parent=PATH   parent cgroup for the cgroup method
+      --user, --system       the systemd manager for the scope method  [*]
+      --slice=NAME           slice of the scope                        [*]
+      --unit=NAME            name of the scope                         [*]
+      --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
   -p, --property=NAME=VALUE  limit: MemoryMax=, TasksMax= or CPUQuota=
       --keep-orphans         leave running what COMMAND leaves behind on exit
       --json=FILE            write a JSON report to FILE ('-': stdout)
   -v, --verbose              tell on stderr how the tree is contained
+  -q, --quiet                no warning when auto ends at a process group
       --check                probe the host, prove containment, and exit
       --help                 display this help and exit
       --version              output version information and exit
 
-DURATION is a number with an optional unit: ms, s (default), m or h.
+DURATION is a number with an optional unit: ms, s (default), m, h or d.
+Without -t, a first operand that is a DURATION and is followed by COMMAND is
+the timeout, as in timeout(1) (cgrun 10 make); use -t or ./NAME to run a
+command whose name looks like a DURATION.
 The auto method takes a systemd scope, else a cgroup, else a process group;
-only the first two contain processes that call setsid().
+only the first two contain processes that call setsid(), so cgrun warns on
+stderr when it ends at a process group (-q: not). [*] These options select
+their method (with -m auto or no -m; another -m is an error): if it cannot be
+had, cgrun fails with 125 and starts nothing, never runs with a weaker one.
 
-Exit status: that of COMMAND; 124 if it timed out; 125 if cgrun failed;
+Exit status: that of COMMAND; 124 if it timed out (also when the tree was
+killed with SIGKILL: timeout(1) gives 137 then); 125 if cgrun failed;
 126 if COMMAND is not executable; 127 if it was not found; 128+N if it died
 of signal N, or if cgrun was stopped by signal N.
 )";

@@ -2,6 +2,7 @@
 
 #include <cgrun/options.hpp>
 
+#include <chrono>
 #include <optional>
 #include <span>
 #include <string>
@@ -11,11 +12,18 @@ namespace cgrun::tool {
 
 enum class action { run, check, help, version };
 
+// With -s SIG but no -k: SIG at the deadline, SIGKILL this much later.
+inline constexpr std::chrono::milliseconds default_signal_grace{5000};
+
 struct command_line {
     action what = action::run;
     options opts;                         // argv holds COMMAND [ARG...]
     std::optional<std::string> json_path; // "-" = stdout
     bool verbose = false;
+    // Exit with COMMAND's status even when it timed out (as timeout --preserve-status).
+    bool preserve_status = false;
+    // No warning when auto ends at a process group.
+    bool quiet = false;
 };
 
 // Either a command line or the one-line problem with it (without the "cgrun: " prefix).
@@ -25,7 +33,11 @@ struct parse_result {
 };
 
 // args[0] is the program name. Options end at "--" or at the first non-option, which
-// starts COMMAND (so COMMAND's own options are never taken for cgrun's).
+// starts COMMAND (so COMMAND's own options are never taken for cgrun's). As in timeout(1),
+// `cgrun DURATION COMMAND...`: without -t, of two or more operands a first one that parses
+// as a DURATION is the timeout. Options that only one method honours imply it: --user,
+// --system, --slice and --unit the scope method, --cgroup-parent the cgroup method; with
+// another -m they are a usage error.
 [[nodiscard]] parse_result parse_command_line(std::span<const std::string_view> args);
 
 [[nodiscard]] std::string_view help_text() noexcept;

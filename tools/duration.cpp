@@ -21,6 +21,8 @@ std::optional<double> unit_factor_ms(std::string_view unit)
         return 60.0 * 1000;
     if (unit == "h")
         return 3600.0 * 1000;
+    if (unit == "d")
+        return 24 * 3600.0 * 1000;
     return std::nullopt;
 }
 
@@ -50,7 +52,10 @@ std::optional<std::chrono::milliseconds> parse_duration(std::string_view text)
     // The text is digits and at most one '.' by now, so strtod reads exactly that (the tool never
     // calls setlocale: the decimal point is '.'). std::from_chars for double would pull libm into
     // the tool for its rounding-mode calls, and the tool's peak RSS counts every mapped library.
-    std::string number = "0" + std::string(text.substr(0, end));
+    // "0" first, for ".5". Built by append: "0" + std::string(...) trips a false -Wrestrict of
+    // GCC 12 at -O3 (GCC bug 105651).
+    std::string number(1, '0');
+    number.append(text.substr(0, end));
     errno = 0;
     char* stop = nullptr;
     double value = std::strtod(number.c_str(), &stop);

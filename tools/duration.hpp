@@ -7,8 +7,8 @@
 
 namespace cgrun::tool {
 
-// "1.5", "250ms", "2m", "1h": a non-negative decimal number with an optional unit
-// (ms, s, m, h; none = seconds). A nonzero value below 1 ms rounds up to 1 ms, and
+// "1.5", "250ms", "2m", "1h", "1d": a non-negative decimal number with an optional unit
+// (ms, s, m, h, d; none = seconds). A nonzero value below 1 ms rounds up to 1 ms, and
 // values beyond 100 years are clamped to it. nullopt when malformed.
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 

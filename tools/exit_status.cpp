@@ -13,11 +13,11 @@ int spawn_failure_status(const std::error_code& code) noexcept
     return exit_internal;
 }
 
-int exit_status(const run_report& r, std::optional<int> caught_signal) noexcept
+int exit_status(const run_report& r, std::optional<int> caught_signal, bool preserve_status) noexcept
 {
     if (caught_signal)
         return 128 + *caught_signal;
-    if (r.timed_out)
+    if (r.timed_out && !preserve_status)
         return exit_timed_out;
     if (r.signal)
         return 128 + *r.signal;

@@ -17,6 +17,8 @@ inline constexpr int exit_not_found = 127;
 [[nodiscard]] int spawn_failure_status(const std::error_code& code) noexcept;
 
 // The status of a finished run; `caught_signal` is a signal that stopped cgrun itself.
-[[nodiscard]] int exit_status(const run_report& r, std::optional<int> caught_signal) noexcept;
+// With `preserve_status`, a timeout gives COMMAND's own status, as timeout --preserve-status.
+[[nodiscard]] int exit_status(const run_report& r, std::optional<int> caught_signal,
+                              bool preserve_status = false) noexcept;
 
 } // namespace cgrun::tool

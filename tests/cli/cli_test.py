@@ -152,6 +152,23 @@ class CgrunTestCase(unittest.TestCase):
     def stderr_lines(self, proc):
         return proc.stderr.decode(errors="replace").splitlines()
 
+    def assert_rejected(self, args, *, needle=None):
+        """cgrun exits 125 with one line on stderr and starts nothing."""
+        marker = self.path("started")
+        proc = self.run_cgrun(args)
+        self.assertEqual(proc.returncode, 125, f"{args}: {proc.stderr!r}")
+        lines = self.stderr_lines(proc)
+        self.assertEqual(len(lines), 1, f"{args}: {lines}")
+        self.assertTrue(lines[0].startswith("cgrun: "), lines)
+        if needle:
+            self.assertIn(needle, lines[0])
+        self.assertEqual(proc.stdout, b"", args)
+        self.assertFalse(os.path.exists(marker), f"{args} started the command")
+
+    def command(self):
+        """A command that leaves a marker file when it starts (see assert_rejected)."""
+        return ["--", SH, "-c", "touch " + self.path("started")]
+
     # --- process trees -------------------------------------------------------------
 
     def escapee(self, name):
@@ -275,21 +292,6 @@ class ExitStatus(CgrunTestCase):
 
 
 class BadInput(CgrunTestCase):
-    def assert_rejected(self, args, *, needle=None):
-        marker = self.path("started")
-        proc = self.run_cgrun(args)
-        self.assertEqual(proc.returncode, 125, f"{args}: {proc.stderr!r}")
-        lines = self.stderr_lines(proc)
-        self.assertEqual(len(lines), 1, f"{args}: {lines}")
-        self.assertTrue(lines[0].startswith("cgrun: "), lines)
-        if needle:
-            self.assertIn(needle, lines[0])
-        self.assertEqual(proc.stdout, b"", args)
-        self.assertFalse(os.path.exists(marker), f"{args} started the command")
-
-    def command(self):
-        return ["--", SH, "-c", "touch " + self.path("started")]
-
     def test_unknown_options(self):
         for opt in (["--bogus"], ["-x"], ["-vx"], ["--verbose=yes"], ["--ver"]):
             self.assert_rejected(opt + self.command())
@@ -365,7 +367,8 @@ class Parsing(CgrunTestCase):
         self.assertIn(b"Usage: cgrun", proc.stdout)
         for opt in (b"--timeout", b"--kill-after", b"--signal", b"--method", b"--user",
                     b"--system", b"--slice", b"--unit", b"--cgroup-parent", b"--property",
-                    b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version"):
+                    b"--keep-orphans", b"--json", b"--verbose", b"--check", b"--version",
+                    b"--preserve-status", b"--foreground", b"--quiet"):
             self.assertIn(opt, proc.stdout)
         proc = self.run_cgrun(["--version"])
         self.assertEqual(proc.returncode, 0)
@@ -501,6 +504,76 @@ class SpawnerDeath(CgrunTestCase):
     def test_sigkill_pgroup(self):
         # pgroup reaches only its process group: the child stays in it here.
         self.sigkill_cgrun(["-m", "pgroup"], escapes=False)
+
+
+class TimeoutHabits(CgrunTestCase):
+    """What users of GNU timeout(1) type (issue 12)."""
+
+    def test_duration_operand_is_the_timeout(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["0.3", "sleep", "10"])
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertLess(time.monotonic() - start, 5)
+        self.assertEqual(r["command"], ["sleep", "10"])
+        self.assertEqual(self.run_cgrun(["--", "10", SH, "-c", "exit 3"]).returncode, 3)
+        self.assertEqual(self.run_cgrun(["1d", "true"]).returncode, 0)
+
+    def test_duration_operand_rule_has_limits(self):
+        # With -t given, or as the only operand, a number is the command.
+        self.assertEqual(self.run_cgrun(["-t", "5", "10", "true"]).returncode, 127)
+        self.assertEqual(self.run_cgrun(["10"]).returncode, 127)
+
+    def test_signal_without_kill_after_is_delivered(self):
+        proc, r = self.run_json(["-s", "INT", "-t", "0.3", "--", SH, "-c",
+                                 "trap 'echo got-int; exit 0' INT; sleep 10"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertEqual(proc.stdout, b"got-int\n")
+        self.assertEqual(r["kill"]["graceful_signal"], "INT")
+        self.assertFalse(r["kill"]["escalated"])
+
+    def test_signal_without_kill_after_escalates_after_the_default_grace(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-s", "INT", "-t", "0.2", "--", SH, "-c",
+                                 "trap '' INT; sleep 20"])
+        elapsed = time.monotonic() - start
+        self.assertEqual(proc.returncode, 124)
+        self.assertEqual(r["kill"]["graceful_signal"], "INT")
+        self.assertTrue(r["kill"]["escalated"])
+        self.assertGreaterEqual(elapsed, 0.2 + 5 - 0.1)  # the documented 5 s default
+        self.assertLess(elapsed, 15)
+
+    def test_signal_with_kill_after_zero_is_refused(self):
+        proc = self.run_cgrun(["-s", "INT", "-k", "0", "-t", "1", "true"])
+        self.assertEqual(proc.returncode, 125)
+        self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
+
+    def test_no_signal_still_kills_at_once(self):
+        start = time.monotonic()
+        proc, r = self.run_json(["-t", "0.3", "--", SH, "-c", "trap '' TERM INT; sleep 20"])
+        self.assertEqual(proc.returncode, 124)
+        self.assertIsNone(r["kill"]["graceful_signal"])
+        self.assertLess(time.monotonic() - start, 3)
+
+    def test_preserve_status(self):
+        proc = self.run_cgrun(["--preserve-status", "-t", "0.3", "sleep", "10"])
+        self.assertEqual(proc.returncode, 128 + signal.SIGKILL)
+        proc = self.run_cgrun(["--preserve-status", "-s", "TERM", "--", "0.3", SH, "-c",
+                               "trap 'exit 3' TERM; sleep 10 & wait"])
+        self.assertEqual(proc.returncode, 3)
+        self.assertEqual(self.run_cgrun(["--preserve-status", SH, "-c", "exit 4"]).returncode, 4)
+
+    def test_foreground_is_accepted_and_still_contains(self):
+        proc = self.start_cgrun(["--foreground", "0.5", SH, "-c",
+                                 self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.wait(30), 124, self.background_stderr())
+        self.assert_dead(esc, "the setsid escapee under --foreground")
+
+    def test_help_names_the_new_options(self):
+        out = self.run_cgrun(["--help"]).stdout
+        for word in (b"--preserve-status", b"--foreground", b"DURATION COMMAND", b"5s", b" d"):
+            self.assertIn(word, out)
+
 
 class StopSignals(CgrunTestCase):
     def stop_with(self, sig, extra=()):
@@ -651,33 +724,38 @@ class Methods(CgrunTestCase):
         self.assertIn("timed out", proc.stderr.decode())
 
     def test_user_and_system_bus(self):
-        proc, r = self.run_json(["--system", "true"])
-        self.assertEqual(proc.returncode, 0)
-        self.assertEqual(r["method"], AUTO)
-        # No user manager runs for root here or in the test systemd: --user must then fall
-        # back although the system manager may be there.
-        proc, r = self.run_json(["--user", "true"])
-        self.assertEqual(proc.returncode, 0)
-        if os.path.exists(f"/run/user/{os.getuid()}/bus"):
+        if AUTO == "scope":
+            proc, r = self.run_json(["--system", "true"])
+            self.assertEqual(proc.returncode, 0)
             self.assertEqual(r["method"], "scope")
         else:
-            self.assertEqual(r["method"], "cgroup")
-            self.assertEqual(r["fallbacks"][0]["method"], "scope")
-            self.assertIn("user", r["fallbacks"][0]["reason"])
+            self.assert_rejected(["--system"] + self.command())
+        # No user manager runs for root here or in the test systemd: --user then fails
+        # although the system manager may be there (it never falls back: issue 9).
+        if os.path.exists(f"/run/user/{os.getuid()}/bus"):
+            proc, r = self.run_json(["--user", "true"])
+            self.assertEqual(proc.returncode, 0)
+            self.assertEqual(r["method"], "scope")
+        else:
+            self.assert_rejected(["--user"] + self.command(), needle="user")
 
     def test_unit_name(self):
         for suffix in ("", ".scope"):
             name = f"cgrun-cli-test-{os.getpid()}-{len(suffix)}"
+            if AUTO != "scope":
+                self.assert_rejected(["--unit", name + suffix] + self.command())
+                continue
             proc, r = self.run_json(["--unit", name + suffix, "true"])
             self.assertEqual(proc.returncode, 0, proc.stderr)
-            if AUTO == "scope":
-                self.assertEqual(r["unit"], name + ".scope")
+            self.assertEqual(r["unit"], name + ".scope")
 
     def test_slice(self):
+        if AUTO != "scope":
+            self.assert_rejected(["--slice", "cgrun-cli-test.slice"] + self.command())
+            return
         proc, r = self.run_json(["--slice", "cgrun-cli-test.slice", "true"])
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        if AUTO == "scope":
-            self.assertIn("/cgrun-cli-test.slice/", r["cgroup"])
+        self.assertIn("/cgrun-cli-test.slice/", r["cgroup"])
 
     def test_cgroup_parent(self):
         parent = f"/cgrun-cli-test-{os.getpid()}"
@@ -697,6 +775,90 @@ class Methods(CgrunTestCase):
                                "--", SH, "-c", "touch " + self.path("started")])
         self.assertEqual(proc.returncode, 125)
         self.assertFalse(os.path.exists(self.path("started")))
+
+
+class NoSilentWeakening(CgrunTestCase):
+    """Options of one method imply it; auto ending at a process group says so (issue 9)."""
+
+    def test_scope_options_imply_scope(self):
+        unit = f"cgrun-cli-implied-{os.getpid()}"
+        for extra in (["--system"], ["--unit", unit], ["--slice", "cgrun-cli-test.slice"],
+                      ["-m", "auto", "--system"]):
+            if AUTO == "scope":
+                proc, r = self.run_json(extra + ["true"])
+                self.assertEqual(proc.returncode, 0, f"{extra}: {proc.stderr!r}")
+                self.assertEqual(r["method"], "scope", extra)
+            else:
+                # The host: no systemd, auto would have run it in a cgroup.
+                self.assert_rejected(extra + self.command())
+
+    def test_cgroup_parent_implies_cgroup(self):
+        parent = f"/cgrun-cli-implied-{os.getpid()}"
+        os.mkdir(os.path.join(cgroup2_mount(), parent.lstrip("/")))
+        self.cgroups_to_remove.append(parent)
+        # Under systemd auto would take a scope and ignore the parent.
+        proc, r = self.run_json(["--cgroup-parent", parent, "true"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertEqual(r["fallbacks"], [])
+        self.assertTrue(r["cgroup"].startswith(parent + "/"), r["cgroup"])
+
+    def test_missing_cgroup_parent_starts_nothing(self):
+        # Used to run under pgroup, exit 0, and say nothing.
+        self.assert_rejected(["--cgroup-parent", "/cgrun-cli-no-such-parent"] + self.command(),
+                             needle="cgrun-cli-no-such-parent")
+        self.assertFalse(os.path.isdir(os.path.join(cgroup2_mount(), "cgrun-cli-no-such-parent")),
+                         "cgrun created the parent")
+
+    def test_conflicting_method_is_a_usage_error(self):
+        for args in (["-m", "cgroup", "--unit", "x"], ["-m", "pgroup", "--system"],
+                     ["--user", "-m", "cgroup"], ["-m", "pgroup", "--slice", "s.slice"],
+                     ["-m", "scope", "--cgroup-parent", "/"], ["-m", "pgroup", "--cgroup-parent", "/"],
+                     ["--unit", "x", "--cgroup-parent", "/"]):
+            self.assert_rejected(args + self.command(), needle="method")
+
+    def as_nobody(self, args):
+        """Runs a copy of cgrun as uid/gid 65534 (no writable cgroup, no user manager)."""
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            self.skipTest("no setpriv to drop to an unprivileged user")
+        # The checkout may sit where others cannot enter: run a copy from a readable place.
+        where = tempfile.mkdtemp(prefix="cgrun-cli-nobody-")
+        self.addCleanup(shutil.rmtree, where, True)
+        os.chmod(where, 0o755)
+        binary = os.path.join(where, "cgrun")
+        shutil.copy2(CGRUN, binary)
+        env = {k: v for k, v in self.env.items()
+               if k not in ("XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS")}
+        return subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                               binary] + args, capture_output=True, env=env, timeout=30, cwd="/")
+
+    def test_auto_at_pgroup_warns_once(self):
+        probe = self.as_nobody(["--json", "-", "true"])
+        if probe.returncode != 0:
+            self.skipTest(f"cgrun does not run as uid 65534 here: {probe.stderr!r}")
+        method = json.loads(probe.stdout)["method"]
+        if method != "pgroup":
+            self.skipTest(f"auto finds {method} for uid 65534 here, not pgroup")
+        proc = self.as_nobody(["true"])
+        self.assertEqual(proc.returncode, 0)
+        lines = self.stderr_lines(proc)
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith("cgrun: warning: "), lines)
+        self.assertIn("setsid", lines[0])
+        # -q silences it; so does asking for pgroup.
+        for quiet in (["-q"], ["--quiet"], ["-m", "pgroup"]):
+            proc = self.as_nobody(quiet + ["true"])
+            self.assertEqual(proc.returncode, 0, quiet)
+            self.assertEqual(proc.stderr, b"", quiet)
+        # -v says it in its own words, once.
+        proc = self.as_nobody(["-v", "true"])
+        self.assertEqual(sum("setsid" in l for l in self.stderr_lines(proc)), 1, proc.stderr)
+
+    def test_auto_with_a_cgroup_does_not_warn(self):
+        proc = self.run_cgrun(["true"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(proc.stderr, b"")
 
 
 class Limits(CgrunTestCase):
@@ -818,6 +980,40 @@ class Terminal(CgrunTestCase):
                     cleanup()
                 except OSError:
                     pass
+
+
+class Completion(unittest.TestCase):
+    """tools/cgrun.bash-completion, without the bash-completion package."""
+
+    SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools",
+                          "cgrun.bash-completion")
+
+    def complete(self, *words):
+        """COMPREPLY for the command line `words` (the last one is being completed)."""
+        bash = shutil.which("bash")
+        if bash is None:
+            self.skipTest("no bash")
+        proc = subprocess.run([bash, "--norc", "-c",
+                               'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+                               '_cgrun; printf "%s\\n" "${COMPREPLY[@]}"', "bash", self.SCRIPT,
+                               "cgrun", *words], capture_output=True, timeout=10)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return proc.stdout.decode().split()
+
+    def test_options_and_values(self):
+        self.assertEqual(self.complete("--pre"), ["--preserve-status"])
+        self.assertEqual(self.complete("--q"), ["--quiet"])
+        self.assertEqual(self.complete("-m", ""), ["auto", "scope", "cgroup", "pgroup"])
+        self.assertEqual(self.complete("--method", "=", "sc"), ["scope"])
+        self.assertIn("INT", self.complete("-s", "IN"))
+        self.assertEqual(self.complete("-p", "Tas"), ["TasksMax="])
+        self.assertEqual(self.complete("-t", ""), [])
+
+    def test_command_after_options_or_a_duration(self):
+        for words in (["sh"], ["-t", "5", "sh"], ["10", "sh"], ["--", "sh"], ["-v", "1.5m", "sh"]):
+            self.assertIn("sh", self.complete(*words), words)
+        # Options of COMMAND are not cgrun's.
+        self.assertNotIn("--preserve-status", self.complete("10", "sh", "--pre"))
 
 
 class Check(CgrunTestCase):

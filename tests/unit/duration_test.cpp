@@ -13,6 +13,8 @@ TEST_CASE("durations: units, fractions and rounding")
     CHECK(parse_duration("250ms") == milliseconds(250));
     CHECK(parse_duration("2m") == milliseconds(120000));
     CHECK(parse_duration("1h") == milliseconds(3600000));
+    CHECK(parse_duration("1d") == milliseconds(86400000));
+    CHECK(parse_duration("0.5d") == milliseconds(43200000));
     CHECK(parse_duration("3s") == milliseconds(3000));
     CHECK(parse_duration(".2") == milliseconds(200));
     CHECK(parse_duration("5.") == milliseconds(5000));
@@ -26,6 +28,6 @@ TEST_CASE("durations: units, fractions and rounding")
 
 TEST_CASE("durations: malformed text is refused")
 {
-    for (auto bad : {"", "abc", "-1", "5x", "1e3", "inf", "nan", "1.2.3", "0x10", " 5", "5 s", ".", "ms", "1.5.ms"})
+    for (auto bad : {"", "abc", "-1", "5x", "1e3", "inf", "nan", "1.2.3", "0x10", " 5", "5 s", ".", "ms", "1.5.ms", "d", "1dd", "1D"})
         CHECK_MESSAGE(!parse_duration(bad).has_value(), bad);
 }
