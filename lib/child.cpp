@@ -12,9 +12,10 @@ using detail::child_state;
 
 namespace detail {
 
-const method_entry default_methods[3] = {
+const method_entry default_methods[4] = {
     {method::scope, place_in_scope},
     {method::cgroup, place_in_cgroup},
+    {method::subreaper, place_in_subreaper},
     {method::pgroup, place_in_pgroup},
 };
 
@@ -46,7 +47,7 @@ result<void> main_process::collect(bool peek)
 {
     if (reaped)
         return {};
-    auto ws = sys::wait_pidfd(pidfd.get(), peek);
+    auto ws = wait(pidfd.get(), peek);
     if (!ws)
         return ws.error();
     if (ws->exited) {
@@ -272,7 +273,7 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
             return std::optional<run_report>(on_main_exit(st));
         if (st.deadline && sys::now() >= *st.deadline) {
             // The main process may have exited in the same instant: then it is not a timeout.
-            auto ws = sys::wait_pidfd(st.main.pidfd.get(), true);
+            auto ws = st.main.wait(st.main.pidfd.get(), true);
             if (ws && ws->exited)
                 return std::optional<run_report>(on_main_exit(st));
             st.timed_out = true;

@@ -18,6 +18,7 @@ std::string_view to_string(method m) noexcept
     case method::scope: return "scope";
     case method::cgroup: return "cgroup";
     case method::pgroup: return "pgroup";
+    case method::subreaper: return "subreaper";
     }
     return "unknown";
 }
@@ -32,6 +33,8 @@ std::optional<method> method_from_string(std::string_view s) noexcept
         return method::cgroup;
     if (s == "pgroup")
         return method::pgroup;
+    if (s == "subreaper")
+        return method::subreaper;
     return std::nullopt;
 }
 

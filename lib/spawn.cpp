@@ -185,6 +185,30 @@ struct launch {
     unique_fd guard; // the held child's pidfd (a dup) while it may still run on `stack`
 };
 
+namespace {
+
+// Runs in the intermediate of spawn_request::via (a single-threaded fork of ours): clones the
+// command as start_process would, sharing the intermediate's memory on the prepared stack
+// (vfork-style, so no page tables are copied) where there is one.
+CGRUN_CHILD_SIDE pid_t start_via(const void* image) noexcept
+{
+    auto* l = static_cast<const launch*>(image);
+    auto* plan = const_cast<child_plan*>(&l->plan);
+    if (l->stack) {
+        pid_t p = sys::clone3_shared_vm(CLONE_VFORK, nullptr, -1, l->stack, l->stack_size, child_entry, plan);
+        if (p != -ENOSYS && p != -EPERM && p != -E2BIG)
+            return p;
+    }
+    pid_t p = sys::clone3_fork(0, nullptr, -1);
+    if (p == -ENOSYS || p == -EPERM || p == -E2BIG)
+        p = static_cast<pid_t>(sys::raw_syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+    if (p == 0)
+        child_main(*plan);
+    return p;
+}
+
+} // namespace
+
 spawn_request launch_request(const options& o)
 {
     spawn_request r;
@@ -402,6 +426,40 @@ result<spawned> start_process(spawn_request req)
         if (L->stack == MAP_FAILED)
             L->stack = nullptr;
     }
+    if (req.via) {
+        if (hold)
+            return error::make(errc::invalid_argument, "a command started through an intermediate cannot be held");
+        // A copy of us, not sharing our memory: the intermediate lives as long as the tree.
+        int pidfd = -1;
+        pid_t pid = sys::clone3_fork(CLONE_PIDFD, &pidfd, -1);
+        if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG) {
+            pid = ::fork();
+            if (pid > 0) {
+                auto fd = sys::pidfd_open(pid); // our child, not reaped: the pid is stable
+                if (!fd) {
+                    ::kill(pid, SIGKILL);
+                    siginfo_t si;
+                    ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
+                    return fd.error();
+                }
+                pidfd = fd->release();
+            } else if (pid < 0) {
+                pid = -errno;
+            }
+        }
+        if (pid == 0) {
+            req.via(req.via_arg, start_via, L.get());
+            child_exit();
+        }
+        if (pid < 0)
+            return error::make(errc::spawn_failed, "fork (intermediate of " + req.argv[0] + "): " + std::strerror(-pid));
+        out.pid = pid;
+        out.pidfd = reaping_pidfd{unique_fd{pidfd}};
+        out.path = L->path;
+        out.exec_status = std::move(report->read);
+        return out;
+    }
+
     int pidfd = -1;
     bool shared = false;
     // The pid, or -errno.

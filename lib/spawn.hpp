@@ -24,6 +24,16 @@ struct spawn_request {
     int cgroup_fd = -1; // born into this cgroup (CLONE_INTO_CGROUP) when >= 0
     // The child stops before exec until release() (a scope must own it first).
     bool hold = false;
+    // Start the command through an intermediate process (the subreaper method's reaper):
+    // start_process forks that process instead of the command, and it runs
+    // via(via_arg, start, plan), which must not return. It runs in a fork of a possibly
+    // multi-threaded spawner, so it may only make raw system calls. start(plan) clones the
+    // command from the prepared plan (as start_process would have) and returns its pid or
+    // -errno; the command is then the intermediate's child. spawned::pid and spawned::pidfd
+    // are the intermediate's; hold is not supported with it.
+    using start_command_fn = pid_t (*)(const void* plan) noexcept;
+    void (*via)(void* via_arg, start_command_fn start, const void* plan) noexcept = nullptr;
+    void* via_arg = nullptr;
 };
 
 // The request for the command of `o` (argv, env, cwd, stdio, inherited fds).

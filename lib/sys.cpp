@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <sys/syscall.h>
@@ -12,9 +13,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <unordered_set>
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -203,19 +206,20 @@ pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* sta
 
 // Called in CLONE_VM children: no sanitizer instrumentation.
 __attribute__((no_sanitize("address", "undefined"))) long raw_syscall(long nr, long a, long b, long c, long d,
-                                                                         long e) noexcept
+                                                                         long e, long f) noexcept
 {
 #if defined(__x86_64__)
     long ret;
     register long r10 asm("r10") = d;
     register long r8 asm("r8") = e;
+    register long r9 asm("r9") = f;
     asm volatile("syscall"
                  : "=a"(ret)
-                 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+                 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
                  : "rcx", "r11", "memory", "cc");
     return ret;
 #else
-    long r = ::syscall(nr, a, b, c, d, e);
+    long r = ::syscall(nr, a, b, c, d, e, f);
     return r < 0 ? -errno : r;
 #endif
 }
@@ -388,6 +392,82 @@ pid_t own_session() noexcept
 int group_members(pid_t pgid)
 {
     return static_cast<int>(group_pids(pgid).size());
+}
+
+int live_descendants(pid_t root)
+{
+    return static_cast<int>(live_descendant_pids(root).size());
+}
+
+std::vector<pid_t> live_descendant_pids(pid_t root)
+{
+    struct proc {
+        int pid, ppid;
+        bool live;
+    };
+    std::vector<proc> all;
+    DIR* d = ::opendir("/proc");
+    if (!d)
+        return {};
+    while (struct dirent* e = ::readdir(d)) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        auto stat = sys::read_file(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
+        if (!stat)
+            continue;
+        auto close = stat->rfind(')');
+        if (close == std::string::npos)
+            continue;
+        char state = 0;
+        int ppid = 0;
+        if (std::sscanf(stat->c_str() + close + 1, " %c %d", &state, &ppid) == 2)
+            all.push_back({std::atoi(e->d_name), ppid, state != 'Z' && state != 'X'});
+    }
+    ::closedir(d);
+    // Closure over the parent links; /proc lists by pid, so after a pid wrap a child may come
+    // before its parent: repeat until nothing is added.
+    std::vector<bool> in(all.size(), false);
+    std::unordered_set<int> members{root};
+    for (bool grew = true; grew;) {
+        grew = false;
+        for (size_t i = 0; i < all.size(); ++i)
+            if (!in[i] && members.count(all[i].ppid)) {
+                in[i] = grew = true;
+                members.insert(all[i].pid);
+            }
+    }
+    std::vector<pid_t> out;
+    for (size_t i = 0; i < all.size(); ++i)
+        if (in[i] && all[i].live)
+            out.push_back(all[i].pid);
+    return out;
+}
+
+result<pipe_fds> make_seqpacket_pair()
+{
+    int fds[2];
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+        return error::from_errno(errno, "socketpair");
+    return pipe_fds{unique_fd{fds[0]}, unique_fd{fds[1]}};
+}
+
+int send_message(int fd, const void* data, std::size_t size) noexcept
+{
+    ssize_t n;
+    do
+        n = ::send(fd, data, size, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : 0;
+}
+
+long receive_message(int fd, void* data, std::size_t size, bool wait, bool peek) noexcept
+{
+    int flags = (wait ? 0 : MSG_DONTWAIT) | (peek ? MSG_PEEK : 0);
+    ssize_t n;
+    do
+        n = ::recv(fd, data, size, flags);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
 }
 
 int kill_pid(pid_t pid, int sig) noexcept

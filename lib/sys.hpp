@@ -71,7 +71,7 @@ pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* sta
 
 // A system call that returns -errno and never touches errno, for code running in a CLONE_VM
 // child. Elsewhere (no trampoline, so no shared-VM child) it falls back to syscall(2).
-long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) noexcept;
+long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) noexcept;
 // 0 or -errno.
 int pidfd_send_signal(int pidfd, int sig, unsigned flags = 0) noexcept;
 // Signals the process group led by the pidfd's process (kernel >= 6.9); -EINVAL before.
@@ -106,6 +106,19 @@ struct proc_stat {
 std::optional<proc_stat> process_stat(pid_t pid);
 // The caller's session id.
 pid_t own_session() noexcept;
+
+// Live (not zombie) descendants of `root`, by ppid chains in a scan of /proc; `root` itself
+// is not counted.
+int live_descendants(pid_t root);
+std::vector<pid_t> live_descendant_pids(pid_t root);
+
+// socketpair(AF_UNIX, SOCK_SEQPACKET): one message per send, EOF when the other end closes.
+result<pipe_fds> make_seqpacket_pair();
+// Sends one message; never raises SIGPIPE. 0 or -errno.
+int send_message(int fd, const void* data, std::size_t size) noexcept;
+// Receives one message: its size (0 at EOF) or -errno; -EAGAIN when `wait` is false and none
+// is there. `peek` leaves it to be received again.
+long receive_message(int fd, void* data, std::size_t size, bool wait, bool peek) noexcept;
 
 // ppoll() one fd for `events` for at most `timeout` (negative = forever); EINTR retried.
 // Returns revents (0 on timeout).

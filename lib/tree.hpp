@@ -28,6 +28,10 @@ struct main_process {
     unique_fd pidfd;
     std::optional<sys::wait_status> exit;
     bool reaped = false;
+    // How `pidfd` tells the exit status: waitid on it, as the main process is our child. The
+    // subreaper method's main process is the reaper's child: there `pidfd` is a socket on
+    // which the reaper reports the exit, and the method sets its own reader.
+    result<sys::wait_status> (*wait)(int fd, bool peek) = sys::wait_pidfd;
 
     // Collects the exit status if there is one. `peek` leaves a zombie, which keeps the pid
     // and the process group id from being reused while the group is still signalled by
@@ -88,7 +92,7 @@ public:
 struct place_request {
     const options& opts;
     const std::vector<limit_setting>& limits;
-    main_process* main; // where the tree's main process will live (the pgroup method reads it)
+    main_process* main; // where the tree's main process will live (pgroup reads it, subreaper sets `wait`)
 };
 
 // A child placed in its tree, not yet released to exec.
@@ -99,18 +103,20 @@ struct placed {
     std::optional<std::string> cgroup; // scope, cgroup
 };
 
-// One function per method (method_scope.cpp, method_cgroup.cpp, method_pgroup.cpp). Each
-// either returns a child held in a live tree, or an error with nothing left behind.
+// One function per method (method_scope.cpp, method_cgroup.cpp, method_subreaper.cpp,
+// method_pgroup.cpp). Each either returns a child held in a live tree, or an error with
+// nothing left behind.
 result<placed> place_in_scope(const place_request& r);
 result<placed> place_in_cgroup(const place_request& r);
+result<placed> place_in_subreaper(const place_request& r);
 result<placed> place_in_pgroup(const place_request& r);
 
 struct method_entry {
     method m;
     result<placed> (*place)(const place_request&);
 };
-// scope, cgroup, pgroup: auto's order.
-extern const method_entry default_methods[3];
+// scope, cgroup, subreaper, pgroup: auto's order.
+extern const method_entry default_methods[4];
 
 // Errors that every other method would hit as well (exec errors, bad arguments, a limit
 // that needs a missing controller): auto does not fall back on them.

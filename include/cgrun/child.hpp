@@ -63,7 +63,9 @@ public:
 
     [[nodiscard]] pid_t pid() const noexcept;
     // Readable (POLLIN) once the main process exited: hook it into an event loop, then
-    // call wait_for(0ms). Owned by the child.
+    // call wait_for(0ms). Owned by the child. Under method::subreaper it is not a pidfd but
+    // the socket on which the reaper reports the exit (the main process is the reaper's
+    // child): poll it, do not waitid() or pidfd_send_signal() it.
     [[nodiscard]] int pidfd() const noexcept;
     // -1, or an fd (memory.events of the child's cgroup) that signals POLLPRI when the tree
     // hits its memory limit or is OOM-killed. Event loops that watch pidfd() should watch

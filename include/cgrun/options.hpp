@@ -16,16 +16,20 @@ namespace cgrun {
 
 // Words used throughout: a *method* is how a tree is held (this enum); the *placement* is
 // where one child's tree ended up (unit, cgroup, process group); a *mechanism* is how a tree
-// was killed ("cgroup.kill", "freeze-kill", "killpg" in kill_info).
+// was killed ("cgroup.kill", "freeze-kill", "subreaper", "killpg" in kill_info).
 enum class method {
-    automatic, // scope, else cgroup, else pgroup; each step down is recorded with its reason
+    automatic, // scope, else cgroup, else subreaper, else pgroup; each step down is recorded
     scope,     // a transient systemd scope per child (sd-bus StartTransientUnit)
     cgroup,    // a cgroup v2 directory per child under a delegated parent
     pgroup,    // a process group only: setsid/double-fork escapees are NOT contained
+    // No cgroup: a small reaper process per child (PR_SET_CHILD_SUBREAPER) starts the command,
+    // so setsid/double-fork escapees are re-parented to it, and it kills and reaps them all.
+    // One extra process per child (a fork of the spawner); no limits, no memory figures.
+    subreaper,
 };
 
 [[nodiscard]] CGRUN_EXPORT std::string_view to_string(method m) noexcept;
-// "auto", "scope", "cgroup", "pgroup"; nullopt for anything else.
+// "auto", "scope", "cgroup", "subreaper", "pgroup"; nullopt for anything else.
 [[nodiscard]] CGRUN_EXPORT std::optional<method> method_from_string(std::string_view s) noexcept;
 
 // Which systemd manager the scope method talks to.

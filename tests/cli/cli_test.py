@@ -687,13 +687,13 @@ class Methods(CgrunTestCase):
         self.assertEqual(r["method"], AUTO)
 
     def test_explicit_methods(self):
-        wanted = ["cgroup", "pgroup"] + (["scope"] if AUTO == "scope" else [])
+        wanted = ["cgroup", "subreaper", "pgroup"] + (["scope"] if AUTO == "scope" else [])
         for m in wanted:
             proc, r = self.run_json(["-m", m, "--", SH, "-c", "cat /proc/self/cgroup"])
             self.assertEqual(proc.returncode, 0, m)
             self.assertEqual(r["method"], m)
             self.assertEqual(r["fallbacks"], [], m)
-            if m != "pgroup":
+            if m in ("cgroup", "scope"):
                 own = [l for l in proc.stdout.decode().splitlines() if l.startswith("0::")]
                 self.assertEqual(own, ["0::" + r["cgroup"]], m)
 
@@ -1046,6 +1046,93 @@ class Check(CgrunTestCase):
         doc = json.loads(proc.stdout)
         self.assertEqual([p["method"] for p in doc["proofs"]], ["cgroup"])
         self.assertIn("contains cgroup", proc.stderr.decode())
+
+
+class Subreaper(CgrunTestCase):
+    """The reaper-process method, for where no cgroup can be had: escapees die all the same."""
+
+    def double_fork(self, name):
+        """Shell text starting a double-forked setsid daemon that writes its pid to `name`."""
+        f = self.path(name)
+        return (f"(setsid sh -c 'echo $$ > {f}.tmp && mv {f}.tmp {f} && exec sleep 60' "
+                f"</dev/null >/dev/null 2>&1 &); "
+                f"while [ ! -e {f} ]; do sleep 0.01; done; ")
+
+    def run_as(self, prefix, args):
+        report = self.path("report.json")
+        if os.path.exists(report):
+            os.unlink(report)
+        proc = subprocess.run(prefix + ["--json", report] + args, capture_output=True,
+                              env=self.env, timeout=30, cwd=self.tmp)
+        with open(report) as f:
+            return proc, json.load(f)
+
+    def check_escapees_die(self, prefix, args):
+        """At the timeout, and when the main process exits by itself."""
+        for name in ("esc", "dbl", "esc2", "dbl2"):
+            if os.path.exists(self.path(name)):
+                os.unlink(self.path(name))
+        proc, r = self.run_as(prefix, args + ["-t", "0.5", "--", SH, "-c", self.escapee("esc") +
+                                               self.double_fork("dbl") + "exec sleep 60"])
+        esc, dbl = self.watch("esc"), self.watch("dbl")
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertEqual(r["method"], "subreaper")
+        self.assertTrue(r["timed_out"])
+        self.assertEqual(r["signal"], "KILL")
+        self.assertEqual(r["kill"]["mechanism"], "subreaper")
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assertIsNone(r["error"])
+        self.assert_dead(esc, "the setsid escapee at the timeout")
+        self.assert_dead(dbl, "the double-forked daemon at the timeout")
+
+        proc, r = self.run_as(prefix, args + ["--", SH, "-c", self.escapee("esc2") +
+                                               self.double_fork("dbl2") + "exit 3"])
+        esc, dbl = self.watch("esc2"), self.watch("dbl2")
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertEqual(r["method"], "subreaper")
+        self.assertEqual(r["exit_code"], 3)
+        self.assertFalse(r["timed_out"])
+        self.assertEqual(r["kill"]["mechanism"], "subreaper")
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assertIsNone(r["error"])
+        self.assert_dead(esc, "the setsid escapee after the main process exited")
+        self.assert_dead(dbl, "the double-forked daemon after the main process exited")
+        return r
+
+    def test_explicit_subreaper_kills_escapees(self):
+        self.check_escapees_die([CGRUN], ["-m", "subreaper"])
+
+    def test_signals_of_the_main_process_are_reported(self):
+        proc, r = self.run_json(["-m", "subreaper", "--", SH, "-c", "kill -USR1 $$"])
+        self.assertEqual(proc.returncode, 128 + signal.SIGUSR1)
+        self.assertEqual(r["signal"], "USR1")
+        self.assertIsNone(r["exit_code"])
+        self.assertIsNone(r["kill"])
+
+    def test_non_root_without_cgroup_or_user_manager_lands_on_subreaper(self):
+        # As an unprivileged user with no user manager: no scope (no bus), no cgroup (the own
+        # cgroup is root's), so auto ends at the reaper process, and escapees still die.
+        import pwd
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            self.skipTest("setpriv is not installed")
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+        os.chmod(self.tmp, 0o777)
+        self.env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        self.env.pop("XDG_RUNTIME_DIR", None)
+        self.env["HOME"] = "/nonexistent"
+        prefix = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                  CGRUN]
+        proc, r = self.run_as(prefix, ["-m", "auto", "true"])
+        if r["method"] in ("scope", "cgroup"):
+            self.skipTest(f"nobody can have a {r['method']} here")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(r["method"], "subreaper")
+        self.assertEqual([f["method"] for f in r["fallbacks"]], ["scope", "cgroup"])
+        self.check_escapees_die(prefix, ["-m", "auto"])
 
 
 def main():

@@ -1,4 +1,4 @@
-// Kill scenarios, run for the method in CGRUN_TEST_METHOD (cgroup, pgroup or scope).
+// Kill scenarios, run for the method in CGRUN_TEST_METHOD (cgroup, pgroup, scope or subreaper).
 
 #include "support.hpp"
 
@@ -69,8 +69,7 @@ TEST_CASE("the method asked for is the method used")
         REQUIRE(r->unit.has_value());
         CHECK(r->unit->rfind("cgrun-true-", 0) == 0);
     }
-    if (method_under_test() != method::pgroup)
-        CHECK(r->cgroup.has_value());
+    CHECK(r->cgroup.has_value() == in_cgroup());
     check_clean(*r);
 }
 
@@ -107,7 +106,10 @@ TEST_CASE("a setsid escapee is killed at the timeout (pgroup: it survives, the k
     REQUIRE(r->kill.has_value());
     if (escape_proof()) {
         CHECK(exited(pids[0]));
-        CHECK(r->kill->mechanism == (std::getenv("CGRUN_TEST_NO_CGROUP_KILL") ? "freeze-kill" : "cgroup.kill"));
+        if (method_under_test() == method::subreaper)
+            CHECK(r->kill->mechanism == "subreaper");
+        else
+            CHECK(r->kill->mechanism == (std::getenv("CGRUN_TEST_NO_CGROUP_KILL") ? "freeze-kill" : "cgroup.kill"));
         check_clean(*r);
     } else {
         CHECK(r->kill->mechanism == "killpg");
@@ -161,6 +163,40 @@ TEST_CASE("a double-forked daemon is killed")
         CHECK(alive(pids[0]));
         kill_all(pids);
     }
+}
+
+TEST_CASE("a double-forked daemon dies at the timeout and when the main process exits by itself")
+{
+    if (!escape_proof())
+        return; // pgroup: the daemon survives (asserted above)
+    temp_dir t;
+    auto f = t.file("pids");
+    // Timeout: the main process still runs.
+    auto o = base_options({"sh", "-c", "(setsid sh -c '" + record(f) + "' &); exec sleep 100"});
+    o.timeout = 500ms;
+    auto r = run(o);
+    REQUIRE(r.has_value());
+    CHECK(r->timed_out);
+    CHECK(r->signal == SIGKILL);
+    auto pids = wait_for_pids(f, 1, 100);
+    REQUIRE(pids.size() == 1);
+    CHECK(exited(pids[0]));
+    check_clean(*r);
+
+    // The main process exits by itself once the daemon runs: the daemon is killed then.
+    auto g = t.file("pids2");
+    auto e = base_options({"sh", "-c", "(setsid sh -c '" + record(g) + "' &); while [ ! -s " + g +
+                                           " ]; do sleep 0.01; done; exit 4"});
+    e.timeout = 20s;
+    auto s = run(e);
+    REQUIRE(s.has_value());
+    CHECK_FALSE(s->timed_out);
+    CHECK(s->exit_code == 4);
+    REQUIRE(s->kill.has_value());
+    auto pids2 = wait_for_pids(g, 1, 100);
+    REQUIRE(pids2.size() == 1);
+    CHECK(exited(pids2[0]));
+    check_clean(*s);
 }
 
 TEST_CASE("a fork storm at kill time is killed to the last process")
@@ -378,7 +414,7 @@ TEST_CASE("wall time and CPU time are measured")
     CHECK(r->wall_time_ms >= r->cpu_user_ms * 0.5);
     std::ifstream ctl(cgroup2_mount() + "/cgroup.controllers");
     std::string controllers((std::istreambuf_iterator<char>(ctl)), std::istreambuf_iterator<char>());
-    if (controllers.find("memory") == std::string::npos || method_under_test() == method::pgroup)
+    if (controllers.find("memory") == std::string::npos || !in_cgroup())
         CHECK_FALSE(r->memory_peak_bytes.has_value()); // null, never a made-up number
 }
 

@@ -10,8 +10,10 @@
 
 namespace cgrun::test {
 
-// The method under test: CGRUN_TEST_METHOD = cgroup | pgroup | scope.
+// The method under test: CGRUN_TEST_METHOD = cgroup | pgroup | scope | subreaper.
 method method_under_test();
+// Whether it holds the tree in a cgroup (scope, cgroup).
+bool in_cgroup();
 // Why this suite cannot run here (it then exits 77), or nullopt.
 std::optional<std::string> missing_precondition();
 

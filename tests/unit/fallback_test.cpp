@@ -144,8 +144,9 @@ TEST_CASE_FIXTURE(fixture, "auto with nothing that works says so")
 
 TEST_CASE("the default table is auto's documented order")
 {
-    REQUIRE(std::size(default_methods) == 3);
+    REQUIRE(std::size(default_methods) == 4);
     CHECK(default_methods[0].m == method::scope);
     CHECK(default_methods[1].m == method::cgroup);
-    CHECK(default_methods[2].m == method::pgroup);
+    CHECK(default_methods[2].m == method::subreaper);
+    CHECK(default_methods[3].m == method::pgroup);
 }

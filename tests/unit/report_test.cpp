@@ -86,8 +86,9 @@ TEST_CASE("signals parse by name, SIG name, lower case and number")
 
 TEST_CASE("methods round-trip through their names")
 {
-    for (auto m : {method::automatic, method::scope, method::cgroup, method::pgroup})
+    for (auto m : {method::automatic, method::scope, method::cgroup, method::pgroup, method::subreaper})
         CHECK(method_from_string(to_string(m)) == m);
+    CHECK(to_string(method::subreaper) == "subreaper");
     CHECK_FALSE(method_from_string("docker").has_value());
 }
 
