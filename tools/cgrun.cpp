@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <fnmatch.h>
 #include <unistd.h>
 
 #include <array>
@@ -200,6 +201,39 @@ int report_written(json_file& json, const run_report& r, int status)
     return status;
 }
 
+// --on-leak=fail: one line per leftover that is not allowed (up to a cap) and a summary.
+// True when there is one. Leftovers beyond the described ones cannot be matched: they count.
+bool report_leaks(const run_report& r, const std::vector<std::string>& allowed)
+{
+    constexpr std::size_t max_lines = 20;
+    std::size_t leaked = 0, shown = 0;
+    for (const auto& l : r.leftovers) {
+        std::string line;
+        for (const auto& a : l.command)
+            line += (line.empty() ? "" : " ") + a;
+        bool ok = false;
+        for (const auto& pattern : allowed)
+            ok = ok || ::fnmatch(pattern.c_str(), line.c_str(), 0) == 0;
+        if (ok)
+            continue;
+        ++leaked;
+        if (shown++ < max_lines)
+            warn("left running: pid " + std::to_string(l.pid) + " (" + line + ")" +
+                 (l.escaped_via ? ", escaped via " + *l.escaped_via : ""));
+    }
+    std::size_t undescribed = static_cast<std::size_t>(r.leftovers_total) - r.leftovers.size();
+    leaked += undescribed;
+    if (leaked == 0)
+        return false;
+    std::string more = shown > max_lines ? " (" + std::to_string(shown - max_lines) + " not listed)" : "";
+    if (undescribed > 0)
+        more += ", " + std::to_string(undescribed) + " of them beyond the report's list";
+    std::string who = r.command.empty() ? "the command" : r.command[0];
+    warn(who + " left " + std::to_string(leaked) + " process(es) running" + more +
+         "; they were killed (exit status 123)");
+    return true;
+}
+
 int run_command(const command_line& cmd)
 {
     auto opened = json_file::open_optional(cmd.json_path);
@@ -249,7 +283,11 @@ int run_command(const command_line& cmd)
         warn(n + " process(es) of the tree could not be killed");
     else if (r.remaining_processes > 0 && cmd.verbose)
         warn("left " + n + " process(es) running");
-    return report_written(json, r, exit_status(r, caught, cmd.preserve_status));
+    int status = exit_status(r, caught, cmd.preserve_status);
+    if (cmd.on_leak == leak_policy::fail && status == 0 && !r.timed_out && !r.cancelled)
+        if (report_leaks(r, cmd.allowed_leaks))
+            status = exit_leaked;
+    return report_written(json, r, status);
 }
 
 } // namespace

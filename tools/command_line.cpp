@@ -28,6 +28,8 @@ enum class opt {
     cgroup_parent,
     property,
     keep_orphans,
+    on_leak,
+    allow_leak,
     preserve_status,
     foreground,
     json,
@@ -45,7 +47,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 19> specs{{
+constexpr std::array<opt_spec, 21> specs{{
     {"timeout", 't', true, opt::timeout},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
@@ -57,6 +59,8 @@ constexpr std::array<opt_spec, 19> specs{{
     {"cgroup-parent", '\0', true, opt::cgroup_parent},
     {"property", 'p', true, opt::property},
     {"keep-orphans", '\0', false, opt::keep_orphans},
+    {"on-leak", '\0', true, opt::on_leak},
+    {"allow-leak", '\0', true, opt::allow_leak},
     {"preserve-status", '\0', false, opt::preserve_status},
     {"foreground", '\0', false, opt::foreground},
     {"json", '\0', true, opt::json},
@@ -243,7 +247,22 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
     case opt::property:
         return parse_property(value, opts);
     case opt::keep_orphans:
-        opts.keep_orphans = true;
+        cmd.on_leak = leak_policy::keep;
+        break;
+    case opt::on_leak:
+        if (value == "kill")
+            cmd.on_leak = leak_policy::kill;
+        else if (value == "keep")
+            cmd.on_leak = leak_policy::keep;
+        else if (value == "fail")
+            cmd.on_leak = leak_policy::fail;
+        else
+            return "invalid leak policy " + quoted(value) + " (expected kill, keep or fail)";
+        break;
+    case opt::allow_leak:
+        if (value.empty())
+            return "empty pattern for --allow-leak";
+        cmd.allowed_leaks.emplace_back(value);
         break;
     case opt::preserve_status:
         cmd.preserve_status = true;
@@ -360,6 +379,11 @@ parse_result parse_command_line(std::span<const std::string_view> args)
         }
     }
     cmd.opts.argv.assign(args.begin() + static_cast<std::ptrdiff_t>(i), args.end());
+    cmd.opts.keep_orphans = cmd.on_leak == leak_policy::keep;
+    if (!cmd.allowed_leaks.empty() && cmd.on_leak != leak_policy::fail) {
+        out.problem = "--allow-leak only means something with --on-leak=fail";
+        return out;
+    }
 
     // -s alone: the signal at the deadline, SIGKILL a default grace later (never dropped).
     if (seen.signal && !seen.kill_after)
@@ -410,7 +434,12 @@ exits, when it times out, or when cgrun is interrupted.
       --unit=NAME            name of the scope                         [*]
       --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
   -p, --property=NAME=VALUE  limit: MemoryMax=, TasksMax= or CPUQuota=
-      --keep-orphans         leave running what COMMAND leaves behind on exit
+      --on-leak=POLICY       what COMMAND leaves running when it exits: kill
+                               (default), keep, or fail: kill it and exit 123
+                               if COMMAND succeeded
+      --keep-orphans         the same as --on-leak=keep
+      --allow-leak=PATTERN   with --on-leak=fail, a leftover whose command line
+                               matches PATTERN does not fail the run (repeatable)
       --json=FILE            write a JSON report to FILE ('-': stdout)
   -v, --verbose              tell on stderr how the tree is contained
   -q, --quiet                no warning when auto ends at a process group
@@ -428,7 +457,11 @@ stderr when it ends at a process group (-q: not). [*] These options select
 their method (with -m auto or no -m; another -m is an error): if it cannot be
 had, cgrun fails with 125 and starts nothing, never runs with a weaker one.
 
-Exit status: that of COMMAND; 124 if it timed out (also when the tree was
+PATTERN is a shell glob (fnmatch(3); '*' also matches '/') matched against the
+whole command line of a leftover, its arguments joined by single spaces.
+
+Exit status: that of COMMAND; 123 if it succeeded but left processes running
+(--on-leak=fail); 124 if it timed out (also when the tree was
 killed with SIGKILL: timeout(1) gives 137 then); 125 if cgrun failed;
 126 if COMMAND is not executable; 127 if it was not found; 128+N if it died
 of signal N, or if cgrun was stopped by signal N.

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cgrun::tool {
 
@@ -14,6 +15,13 @@ enum class action { run, check, help, version };
 
 // With -s SIG but no -k: SIG at the deadline, SIGKILL this much later.
 inline constexpr std::chrono::milliseconds default_signal_grace{5000};
+
+// What to do with what COMMAND leaves running when it exits by itself.
+enum class leak_policy {
+    kill, // kill it (the default)
+    keep, // leave it running (--keep-orphans)
+    fail, // kill it, and exit 123 if COMMAND succeeded but left something not allowed
+};
 
 struct command_line {
     action what = action::run;
@@ -24,6 +32,9 @@ struct command_line {
     bool preserve_status = false;
     // No warning when auto ends at a process group.
     bool quiet = false;
+    leak_policy on_leak = leak_policy::kill;
+    // --allow-leak: shell globs (fnmatch) matched against a leftover's argv joined with spaces.
+    std::vector<std::string> allowed_leaks;
 };
 
 // Either a command line or the one-line problem with it (without the "cgrun: " prefix).

@@ -7,6 +7,8 @@
 
 namespace cgrun::tool {
 
+// COMMAND succeeded but left processes running that were not allowed (--on-leak=fail).
+inline constexpr int exit_leaked = 123;
 // As GNU timeout(1).
 inline constexpr int exit_timed_out = 124;
 inline constexpr int exit_internal = 125;

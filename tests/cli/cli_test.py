@@ -463,6 +463,135 @@ class Containment(CgrunTestCase):
 
 
 
+class Leaks(CgrunTestCase):
+    """What the command left behind: listed in the report, and --on-leak (issue 10)."""
+
+    # A setsid daemon and a double-forked one (fork, setsid, fork), each writing its pid.
+    def daemons(self):
+        a, b = self.path("daemon"), self.path("grandchild")
+        return (f"setsid sh -c 'echo $$ > {a}.tmp && mv {a}.tmp {a} && exec sleep 61' </dev/null >/dev/null 2>&1 & "
+                f"(setsid sh -c 'sh -c \"echo \\$\\$ > {b}.tmp && mv {b}.tmp {b} && exec sleep 62\" &' "
+                f"</dev/null >/dev/null 2>&1 &); "
+                f"while [ ! -e {a} ] || [ ! -e {b} ]; do sleep 0.01; done; ")
+
+    def leftover(self, r, pid):
+        found = [l for l in r["leftovers"] if l["pid"] == pid]
+        self.assertEqual(len(found), 1, f"pid {pid} not among the leftovers {r['leftovers']}")
+        l = found[0]
+        self.assertEqual(set(l.keys()), {"pid", "command", "escaped", "escaped_via", "age_ms"})
+        self.assertGreaterEqual(l["age_ms"], 0)
+        return l
+
+    def test_escaped_daemons_are_listed_and_killed(self):
+        for method in ([], ["-m", "pgroup"], ["-m", "subreaper"]):
+            with self.subTest(method=method):
+                for f in ("daemon", "grandchild"):
+                    if os.path.exists(self.path(f)):
+                        os.unlink(self.path(f))
+                proc, r = self.run_json(method + ["--", SH, "-c", self.daemons() + "exit 0"])
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                d, g = self.watch("daemon"), self.watch("grandchild")
+                if method == ["-m", "pgroup"]:
+                    # pgroup cannot see them (they left its group): nothing to list or kill
+                    self.assertEqual(r["leftovers"], [])
+                    self.kill_watched(d)
+                    self.kill_watched(g)
+                    continue
+                self.assertEqual(r["leftovers_total"], 2, r["leftovers"])
+                for name, sleep_arg in (("daemon", "61"), ("grandchild", "62")):
+                    l = self.leftover(r, self.wait_pid_file(name))
+                    self.assertEqual(l["command"], ["sleep", sleep_arg])
+                    self.assertTrue(l["escaped"])
+                    self.assertEqual(l["escaped_via"], "setsid")
+                self.assert_dead(d, "the setsid daemon")
+                self.assert_dead(g, "the double-forked daemon")
+
+    def test_a_plain_background_child_is_not_escaped(self):
+        for method in ([], ["-m", "pgroup"], ["-m", "subreaper"]):
+            with self.subTest(method=method):
+                # the pid is written once the child runs sleep, not the shell it forked first
+                proc, r = self.run_json(method + ["--", SH, "-c",
+                                        "sleep 63 </dev/null >/dev/null 2>&1 & p=$!; "
+                                        "while [ \"$(cat /proc/$p/comm)\" != sleep ]; do sleep 0.01; done; "
+                                        f"echo $p > {self.path('bg')}"])
+                bg = self.watch("bg")
+                self.assertEqual(proc.returncode, 0)
+                l = self.leftover(r, self.wait_pid_file("bg"))
+                self.assertEqual(l["command"], ["sleep", "63"])
+                self.assertFalse(l["escaped"])
+                self.assertIsNone(l["escaped_via"])
+                self.assert_dead(bg, "the background child")
+                os.unlink(self.path("bg"))
+
+    def test_on_leak_fail_exits_123_and_names_them(self):
+        proc, r = self.run_json(["--on-leak=fail", "--", SH, "-c", self.daemons() + "exit 0"])
+        self.assertEqual(proc.returncode, 123)
+        err = self.stderr_lines(proc)
+        for name, arg in (("daemon", "61"), ("grandchild", "62")):
+            pid = self.wait_pid_file(name)
+            self.assertIn(f"cgrun: left running: pid {pid} (sleep {arg}), escaped via setsid", err)
+        self.assertTrue(any(re.fullmatch(r"cgrun: /bin/sh left 2 process\(es\) running.*123\)", l) for l in err), err)
+        self.assert_dead(self.watch("daemon"), "the daemon")
+
+    def test_the_command_s_own_failure_wins_over_123(self):
+        proc, _ = self.run_json(["--on-leak=fail", "--", SH, "-c", self.daemons() + "exit 4"])
+        self.assertEqual(proc.returncode, 4)
+        proc, _ = self.run_json(["--on-leak=fail", "-t", "0.5", "--", SH, "-c", "sleep 60 & sleep 61"])
+        self.assertEqual(proc.returncode, 124)
+
+    def test_no_leak_no_123(self):
+        proc, r = self.run_json(["--on-leak=fail", "--", SH, "-c", "sleep 0.01 & wait"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(r["leftovers"], [])
+        self.assertEqual(r["leftovers_total"], 0)
+
+    def test_allow_leak_exempts_a_matching_one_only(self):
+        proc, _ = self.run_json(["--on-leak=fail", "--allow-leak", "sleep 61", "--", SH, "-c",
+                                 self.daemons() + "exit 0"])
+        self.assertEqual(proc.returncode, 123)
+        err = self.stderr_lines(proc)
+        self.assertFalse(any("(sleep 61)" in l for l in err), err)
+        self.assertTrue(any("(sleep 62)" in l for l in err), err)
+        os.unlink(self.path("daemon"))
+        os.unlink(self.path("grandchild"))
+        proc, _ = self.run_json(["--on-leak=fail", "--allow-leak", "sleep 6[12]", "--", SH, "-c",
+                                 self.daemons() + "exit 0"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+
+    def test_on_leak_keep_leaves_them_running(self):
+        proc, r = self.run_json(["--on-leak=keep", "--", SH, "-c", self.daemons() + "exit 0"])
+        self.assertEqual(proc.returncode, 0)
+        d, g = self.watch("daemon"), self.watch("grandchild")
+        self.assert_alive(d, "the kept daemon")
+        self.assert_alive(g, "the kept grandchild")
+        self.assertEqual(r["leftovers_total"], 2)
+        self.kill_watched(d)
+        self.kill_watched(g)
+        if r["method"] == "cgroup":
+            self.cgroups_to_remove.append(r["cgroup"])
+
+    def test_timeout_lists_what_was_stopped(self):
+        proc, r = self.run_json(["-t", "0.5", "--", SH, "-c", "sleep 64 & sleep 65 & wait"])
+        self.assertEqual(proc.returncode, 124)
+        commands = sorted(tuple(l["command"]) for l in r["leftovers"])
+        self.assertEqual(r["leftovers_total"], 3, r["leftovers"])
+        self.assertIn(("sleep", "64"), commands)
+        self.assertIn(("sleep", "65"), commands)
+        self.assertIn((SH, "-c", "sleep 64 & sleep 65 & wait"), commands)
+
+    def test_more_than_the_cap(self):
+        proc, r = self.run_json(["--", SH, "-c",
+                                 "i=0; while [ $i -lt 130 ]; do sleep 66 & i=$((i+1)); done; exit 0"])
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(r["leftovers_total"], 130)
+        self.assertEqual(len(r["leftovers"]), 100)
+
+    def test_bad_policies(self):
+        for args in (["--on-leak=bogus"], ["--allow-leak", "x"], ["--on-leak=fail", "--allow-leak="]):
+            proc = self.run_cgrun(args + ["true"])
+            self.assertEqual(proc.returncode, 125, args)
+            self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
+
 class SpawnerDeath(CgrunTestCase):
     """cgrun itself SIGKILLed (a CI runner cancelling a job): its guard kills the tree."""
 
