@@ -213,7 +213,7 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
     case opt::method: {
         auto m = method_from_string(value);
         if (!m)
-            return "invalid method " + quoted(value) + " (expected auto, scope, cgroup or pgroup)";
+            return "invalid method " + quoted(value) + " (expected auto, scope, cgroup, subreaper or pgroup)";
         opts.method = *m;
         seen.method = true;
         break;
@@ -403,7 +403,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
     if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
-        else if (cmd.opts.method == method::pgroup)
+        else if (cmd.opts.method == method::pgroup || cmd.opts.method == method::subreaper)
             out.problem = "--check proves the scope and cgroup methods only";
     } else if (cmd.opts.argv.empty()) {
         out.problem = "missing command" + std::string(see_help);
@@ -428,7 +428,7 @@ exits, when it times out, or when cgrun is interrupted.
                                timed out (128+9 if it was killed)
       --foreground           accepted for timeout(1); COMMAND gets the terminal
                                anyway and its children are still stopped
-  -m, --method=METHOD        auto (default), scope, cgroup or pgroup
+  -m, --method=METHOD        auto (default), scope, cgroup, subreaper or pgroup
       --user, --system       the systemd manager for the scope method  [*]
       --slice=NAME           slice of the scope                        [*]
       --unit=NAME            name of the scope                         [*]
@@ -451,9 +451,10 @@ DURATION is a number with an optional unit: ms, s (default), m, h or d.
 Without -t, a first operand that is a DURATION and is followed by COMMAND is
 the timeout, as in timeout(1) (cgrun 10 make); use -t or ./NAME to run a
 command whose name looks like a DURATION.
-The auto method takes a systemd scope, else a cgroup, else a process group;
-only the first two contain processes that call setsid(), so cgrun warns on
-stderr when it ends at a process group (-q: not). [*] These options select
+The auto method takes a systemd scope, else a cgroup, else a reaper process
+(subreaper), else a process group; all but the last contain processes that
+call setsid(), so cgrun warns on stderr when it ends at a process group (-q:
+not). If cgrun itself is killed, a guard process kills the tree. [*] These options select
 their method (with -m auto or no -m; another -m is an error): if it cannot be
 had, cgrun fails with 125 and starts nothing, never runs with a weaker one.
 
