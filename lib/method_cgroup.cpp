@@ -4,6 +4,7 @@
 #include "cgroup_path.hpp"
 #include "cgroup_tree.hpp"
 #include "hierarchy.hpp"
+#include "setup.hpp"
 
 #include <unistd.h>
 
@@ -184,8 +185,13 @@ result<void> apply_limits(cgroup_dir& leaf, int parent_fd, const std::string& pa
         if (!offered || std::find(offered->begin(), offered->end(), l.controller) == offered->end())
             return unavailable(l, parent);
         if (!leaf.has_file(l.file))
-            if (auto w = enable_controller(parent_fd, parent, l.controller); !w)
-                return error::make(errc::controller_unavailable, w.error().message());
+            if (auto w = enable_controller(parent_fd, parent, l.controller); !w) {
+                std::string hint;
+                if (w.error().code == std::errc::device_or_resource_busy)
+                    hint = "; " + parent + " holds processes: run `cgrun --setup-cgroup` (setup_cgroup()) "
+                                           "once to move them to a leaf and enable its controllers";
+                return error::make(errc::controller_unavailable, w.error().message() + hint);
+            }
         if (auto w = leaf.write(l.file, l.file_value); !w)
             return error::make(errc::controller_unavailable, w.error().message());
     }
@@ -202,7 +208,7 @@ result<placed> place_in_cgroup(const place_request& r)
         return root.error();
     std::string parent = o.cgroup.parent;
     if (parent.empty()) {
-        auto own = own_cgroup();
+        auto own = default_parent();
         if (!own)
             return own.error();
         parent = *own;

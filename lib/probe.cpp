@@ -3,6 +3,7 @@
 #include "cgroup_fs.hpp"
 #include "cgroup_path.hpp"
 #include "hierarchy.hpp"
+#include "setup.hpp"
 #include "spawn.hpp"
 #include "sys.hpp"
 #include "systemd_scope.hpp"
@@ -24,7 +25,10 @@ host_info probe_host(const options& opts)
         h.own_cgroup = *own;
 
     if (root) {
-        std::string parent = !opts.cgroup.parent.empty() ? opts.cgroup.parent : h.own_cgroup.value_or("");
+        std::string parent = opts.cgroup.parent;
+        if (parent.empty())
+            if (auto p = detail::default_parent())
+                parent = *p;
         if (parent.empty())
             h.delegated_parent_error = "own cgroup unknown";
         else {
@@ -33,6 +37,7 @@ host_info probe_host(const options& opts)
                 h.delegated_parent_error = leaf.error().message();
             } else {
                 h.delegated_parent = parent;
+                h.setup_needed = detail::setup_needed(parent, "init");
                 h.cgroup_kill = leaf->has_file("cgroup.kill");
                 if (auto pfd = detail::open_cgroup(root->fd, parent))
                     if (auto c = detail::controllers(pfd->get(), parent))

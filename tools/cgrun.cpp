@@ -310,6 +310,8 @@ int main(int argc, char** argv)
         return std::fflush(stdout) == 0 ? 0 : exit_internal;
     case action::check:
         return run_check(cmd);
+    case action::setup:
+        return run_setup(cmd);
     case action::run:
         break;
     }

@@ -197,6 +197,11 @@ nlohmann::json host_json(const host_info& h)
         {"systemd_reachable", h.systemd_reachable},
         {"systemd_error", optional_json(h.systemd_error)},
         {"controllers", h.controllers},
+        {"setup_needed", h.setup_needed ? nlohmann::json{{"from", h.setup_needed->from},
+                                                         {"to", h.setup_needed->to},
+                                                         {"processes", h.setup_needed->processes},
+                                                         {"controllers", h.setup_needed->controllers}}
+                                        : nlohmann::json(nullptr)},
     };
 }
 
@@ -216,6 +221,41 @@ nlohmann::json proof_json(const proof& p)
 }
 
 } // namespace
+
+int run_setup(const command_line& cmd)
+{
+    auto opened = json_file::open_optional(cmd.json_path);
+    if (!opened) {
+        warn(opened.error().message());
+        return exit_internal;
+    }
+    json_file json = std::move(*opened);
+    setup_options o;
+    o.cgroup = cmd.opts.cgroup.parent;
+    auto r = setup_cgroup(o);
+    if (!r) {
+        warn("setup of the cgroup failed: " + r.error().message());
+        return exit_internal;
+    }
+    std::string enabled, all;
+    for (const auto& c : r->enabled)
+        enabled += (enabled.empty() ? "" : " ") + c;
+    for (const auto& c : r->controllers)
+        all += (all.empty() ? "" : " ") + c;
+    std::FILE* out = cmd.json_path == "-" ? stderr : stdout;
+    std::fprintf(out, "cgrun: %s: moved %zu process(es) to %s; enabled %s; controllers for children: %s\n",
+                 r->cgroup.c_str(), r->moved.size(), r->leaf.c_str(), enabled.empty() ? "none" : enabled.c_str(),
+                 all.empty() ? "none" : all.c_str());
+    std::fflush(out);
+    nlohmann::json doc = {{"version", 1},         {"cgroup", r->cgroup},   {"leaf", r->leaf},
+                          {"moved", r->moved},    {"enabled", r->enabled}, {"controllers", r->controllers},
+                          {"changed", !r->moved.empty() || !r->enabled.empty()}};
+    if (auto w = json.write(doc.dump(2)); !w) {
+        warn(w.error().message());
+        return exit_internal;
+    }
+    return 0;
+}
 
 int run_check(const command_line& cmd)
 {
@@ -240,6 +280,9 @@ int run_check(const command_line& cmd)
     for (const auto& c : host.controllers)
         controllers += (controllers.empty() ? "" : " ") + c;
     row(out, "controllers", controllers.empty() ? "none" : controllers);
+    if (auto& s = host.setup_needed)
+        row(out, "limits", "need the setup step: " + std::to_string(s->processes) + " process(es) would move from " +
+                               s->from + " to " + s->to + " (cgrun --setup-cgroup)");
 
     std::vector<proof> proofs;
     for (method m : {method::scope, method::cgroup}) {

@@ -9,4 +9,8 @@ namespace cgrun::tool {
 // 0 when at least one method proved itself, 1 when none did, 125 on internal errors.
 [[nodiscard]] int run_check(const command_line& cmd);
 
+// `cgrun --setup-cgroup`: the setup step for limits (setup_cgroup()) on the own cgroup, or
+// on --cgroup-parent. 0 when done (also when there was nothing to do), 125 otherwise.
+[[nodiscard]] int run_setup(const command_line& cmd);
+
 } // namespace cgrun::tool

@@ -36,6 +36,7 @@ enum class opt {
     verbose,
     quiet,
     check,
+    setup_cgroup,
     help,
     version,
 };
@@ -47,7 +48,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 21> specs{{
+constexpr std::array<opt_spec, 22> specs{{
     {"timeout", 't', true, opt::timeout},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
@@ -67,6 +68,7 @@ constexpr std::array<opt_spec, 21> specs{{
     {"verbose", 'v', false, opt::verbose},
     {"quiet", 'q', false, opt::quiet},
     {"check", '\0', false, opt::check},
+    {"setup-cgroup", '\0', false, opt::setup_cgroup},
     {"help", '\0', false, opt::help},
     {"version", '\0', false, opt::version},
 }};
@@ -285,6 +287,9 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
     case opt::check:
         cmd.what = action::check;
         break;
+    case opt::setup_cgroup:
+        cmd.what = action::setup;
+        break;
     case opt::help:
         cmd.what = action::help;
         break;
@@ -400,7 +405,10 @@ parse_result parse_command_line(std::span<const std::string_view> args)
             return out;
     }
 
-    if (cmd.what == action::check) {
+    if (cmd.what == action::setup) {
+        if (!cmd.opts.argv.empty())
+            out.problem = "--setup-cgroup takes no command";
+    } else if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
         else if (cmd.opts.method == method::pgroup || cmd.opts.method == method::subreaper)
@@ -416,6 +424,7 @@ std::string_view help_text() noexcept
     return R"(Usage: cgrun [OPTION]... [--] COMMAND [ARG]...
   or:  cgrun [OPTION]... DURATION COMMAND [ARG]...
   or:  cgrun --check [--json FILE]
+  or:  cgrun --setup-cgroup [--cgroup-parent PATH] [--json FILE]
 Run COMMAND with its whole process tree contained; stop the tree when COMMAND
 exits, when it times out, or when cgrun is interrupted.
 
@@ -444,6 +453,10 @@ exits, when it times out, or when cgrun is interrupted.
   -v, --verbose              tell on stderr how the tree is contained
   -q, --quiet                no warning when auto ends at a process group
       --check                probe the host, prove containment, and exit
+      --setup-cgroup         move the processes of the own cgroup (or of
+                               --cgroup-parent) into its leaf 'init' and enable
+                               its controllers for children, so that -p limits
+                               work in a container or a Delegate=yes unit
       --help                 display this help and exit
       --version              output version information and exit
 

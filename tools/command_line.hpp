@@ -11,7 +11,7 @@
 
 namespace cgrun::tool {
 
-enum class action { run, check, help, version };
+enum class action { run, check, setup, help, version };
 
 // With -s SIG but no -k: SIG at the deadline, SIGKILL this much later.
 inline constexpr std::chrono::milliseconds default_signal_grace{5000};

@@ -3,6 +3,7 @@
 // What the host offers for containment, as `cgrun --check` reports it.
 
 #include <cgrun/export.hpp>
+#include <cgrun/error.hpp>
 #include <cgrun/options.hpp>
 
 #include <optional>
@@ -23,8 +24,39 @@ struct host_info {
     bool systemd_reachable = false;   // the chosen systemd manager answered
     std::optional<std::string> systemd_error;
     std::vector<std::string> controllers; // cgroup.controllers of the delegated parent
+    // Limits (-p) need the setup step: the delegated parent holds processes, so the kernel's
+    // "no internal processes" rule forbids enabling its controllers for cgrun's leaves.
+    struct setup_step {
+        std::string from;   // the cgroup holding the processes
+        std::string to;     // the leaf they would move to
+        int processes = 0;  // how many would move
+        std::vector<std::string> controllers; // offered but not enabled for children
+    };
+    std::optional<setup_step> setup_needed;
 };
 
 [[nodiscard]] CGRUN_EXPORT host_info probe_host(const options& opts);
+
+// The setup step for limits in a delegated cgroup (a container's root, a Delegate=yes unit, a
+// delegated user subtree): moves every process of the cgroup into a leaf of it and enables
+// in its cgroup.subtree_control every controller its cgroup.controllers offers, so that
+// cgrun's leaves, siblings of that leaf, can have limits. It moves processes the caller may
+// not own: it is never done implicitly. Idempotent: run again (also from inside the leaf)
+// it finds nothing to move or enable.
+struct setup_options {
+    std::string cgroup; // the cgroup to set up, "/a/b"; empty = the caller's own
+    std::string leaf = "init";
+};
+struct setup_result {
+    std::string cgroup;                // the cgroup set up
+    std::string leaf;                  // where its processes live now
+    std::vector<int> moved;            // pids moved by this call
+    std::vector<std::string> enabled;  // controllers this call enabled
+    std::vector<std::string> controllers; // enabled for children now
+};
+// Errors: cgroup2_unavailable, cgroup_not_delegated (not writable, a threaded cgroup, a
+// process that cannot be moved), controller_unavailable (a controller that cannot be
+// enabled), each naming what it touched.
+[[nodiscard]] CGRUN_EXPORT result<setup_result> setup_cgroup(const setup_options& o);
 
 } // namespace cgrun

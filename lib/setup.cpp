@@ -1,0 +1,189 @@
+// The setup step for limits in a delegated cgroup: its processes move into a leaf, its
+// controllers are enabled for children (the kernel's "no internal processes" rule).
+
+#include "cgroup_fs.hpp"
+#include "cgroup_path.hpp"
+#include "hierarchy.hpp"
+#include "sys.hpp"
+
+#include <cgrun/host.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+
+namespace cgrun {
+
+namespace detail {
+
+const char* const setup_xattr = "user.cgrun.setup";
+
+// The cgroup the cgroup method puts its leaves in by default: the caller's own, or, when the
+// caller lives in the leaf of a setup step, that leaf's parent.
+result<std::string> default_parent()
+{
+    auto own = own_cgroup();
+    if (!own)
+        return own.error();
+    auto root = cgroup2();
+    if (!root || *own == "/")
+        return *own;
+    auto fd = open_cgroup(root->fd, *own);
+    if (fd && sys::has_xattr(fd->get(), setup_xattr)) {
+        auto slash = own->rfind('/');
+        return slash == 0 ? std::string("/") : own->substr(0, slash);
+    }
+    return *own;
+}
+
+namespace {
+
+std::vector<int> pids_in(int dirfd)
+{
+    std::vector<int> out;
+    auto text = sys::read_file(dirfd, "cgroup.procs");
+    if (!text)
+        return out;
+    const char* p = text->c_str();
+    while (*p) {
+        char* end = nullptr;
+        long v = std::strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (v > 0)
+            out.push_back(static_cast<int>(v));
+        p = end;
+        while (*p == '\n')
+            ++p;
+    }
+    return out;
+}
+
+std::vector<std::string> words(const std::string& text)
+{
+    std::vector<std::string> out;
+    size_t i = 0;
+    while ((i = text.find_first_not_of(" \n", i)) != std::string::npos) {
+        size_t end = text.find_first_of(" \n", i);
+        out.push_back(text.substr(i, end - i));
+        i = end;
+    }
+    return out;
+}
+
+std::string join(const std::string& parent, const std::string& name)
+{
+    return (parent == "/" ? "" : parent) + "/" + name;
+}
+
+} // namespace
+
+// What probe_host reports: would the setup step move processes or enable controllers?
+std::optional<host_info::setup_step> setup_needed(const std::string& parent, const std::string& leaf)
+{
+    auto root = cgroup2();
+    if (!root)
+        return std::nullopt;
+    auto fd = open_cgroup(root->fd, parent);
+    if (!fd)
+        return std::nullopt;
+    auto offered = controllers(fd->get(), parent);
+    auto enabled = sys::read_file(fd->get(), "cgroup.subtree_control");
+    if (!offered || !enabled)
+        return std::nullopt;
+    host_info::setup_step s;
+    s.from = parent;
+    s.to = join(parent, leaf);
+    auto on = words(*enabled);
+    for (auto& c : *offered)
+        if (std::find(on.begin(), on.end(), c) == on.end())
+            s.controllers.push_back(c);
+    s.processes = static_cast<int>(pids_in(fd->get()).size());
+    if (s.controllers.empty() || s.processes == 0 || !sys::exists_at(fd->get(), "cgroup.type"))
+        return std::nullopt; // nothing to enable, nothing in the way, or the real root (exempt)
+    return s;
+}
+
+} // namespace detail
+
+result<setup_result> setup_cgroup(const setup_options& o)
+{
+    auto root = detail::cgroup2();
+    if (!root)
+        return root.error();
+    if (!detail::valid_cgroup_name(o.leaf))
+        return error::make(errc::invalid_argument, "leaf name " + o.leaf);
+    std::string target = o.cgroup;
+    if (target.empty()) {
+        auto p = detail::default_parent();
+        if (!p)
+            return p.error();
+        target = *p;
+    } else if (!detail::relative_cgroup_path(target)) {
+        return error::make(errc::invalid_argument, "cgroup path " + target);
+    }
+    if (target[0] != '/')
+        target = "/" + target;
+    auto fd = detail::open_cgroup(root->fd, target);
+    if (!fd)
+        return error::make(errc::cgroup_not_delegated, fd.error().message());
+    // The real root of the hierarchy (no cgroup.type; a cgroup namespace's root has one) is
+    // exempt from the rule and holds the whole host: never move its processes.
+    auto type = sys::read_file(fd->get(), "cgroup.type");
+    if (!type)
+        return error::make(errc::cgroup_not_delegated,
+                           target + " is the root of the cgroup hierarchy: it needs no setup step "
+                                    "(its controllers can be enabled while it holds processes)");
+    // Threaded cgroups cannot hold domain controllers this way.
+    if (type->rfind("domain", 0) != 0)
+        return error::make(errc::cgroup_not_delegated, target + " is a " + type->substr(0, type->find('\n')) +
+                                                           " cgroup; the setup step needs a domain cgroup");
+
+    setup_result r;
+    r.cgroup = target;
+    r.leaf = detail::join(target, o.leaf);
+    if (auto m = sys::make_dir(fd->get(), o.leaf, 0755); !m && m.error().code != std::errc::file_exists)
+        return error::make(errc::cgroup_not_delegated, "create " + r.leaf + ": " + m.error().message());
+    auto leaf = sys::open_dir(fd->get(), o.leaf);
+    if (!leaf)
+        return error::make(errc::cgroup_not_delegated, "open " + r.leaf + ": " + leaf.error().message());
+    (void)sys::set_xattr(leaf->get(), detail::setup_xattr, "1"); // lets the cgroup method find the parent
+
+    // Processes may fork while they are moved: repeat until none is left (bounded).
+    for (int round = 0; round < 20; ++round) {
+        auto pids = detail::pids_in(fd->get());
+        if (pids.empty())
+            break;
+        for (int pid : pids) {
+            auto w = sys::write_file(leaf->get(), "cgroup.procs", std::to_string(pid));
+            if (w) {
+                r.moved.push_back(pid);
+                continue;
+            }
+            if (w.error().code == std::errc::no_such_process)
+                continue; // exited meanwhile
+            return error::make(errc::cgroup_not_delegated,
+                               "move process " + std::to_string(pid) + " from " + target + " to " + r.leaf + ": " +
+                                   w.error().message());
+        }
+    }
+    if (!detail::pids_in(fd->get()).empty())
+        return error::make(errc::cgroup_not_delegated, target + " still holds processes after moving them to " + r.leaf);
+
+    auto offered = detail::controllers(fd->get(), target);
+    if (!offered)
+        return error::make(errc::cgroup_not_delegated, offered.error().message());
+    auto enabled_text = sys::read_file(fd->get(), "cgroup.subtree_control");
+    auto enabled = enabled_text ? detail::words(*enabled_text) : std::vector<std::string>{};
+    for (auto& c : *offered) {
+        if (std::find(enabled.begin(), enabled.end(), c) != enabled.end())
+            continue;
+        if (auto e = detail::enable_controller(fd->get(), target, c); !e)
+            return error::make(errc::controller_unavailable, e.error().message());
+        r.enabled.push_back(c);
+        enabled.push_back(c);
+    }
+    r.controllers = enabled;
+    return r;
+}
+
+} // namespace cgrun
