@@ -316,6 +316,10 @@ def root_checks():
         expect((r["cgroup"] or "").startswith("/system.slice/"), f"cgroup {r['cgroup']!r}", r)
         return f"unit {r['unit']}, cgroup {r['cgroup']}"
 
+    @check("container: limits need the setup step, which moves the processes to a leaf (issue 11)")
+    def _():
+        return container_checks(unit_dir, forker)
+
     @check("cgroup: an ordinary run reports memory_peak_bytes (5 runs)")
     def _():
         return memory_peak_runs(parent, 5)
@@ -325,6 +329,74 @@ def root_checks():
         return memory_peak_runs([], 5)
 
     return None
+
+
+def container_checks(unit_dir, forker):
+    """A container-like tree: its own cgroup namespace rooted at a cgroup that holds its
+    processes and offers memory and pids, cgroup2 mounted anew inside, no systemd used."""
+    ctr = os.path.join(unit_dir, "ctr")
+    os.makedirs(ctr, exist_ok=True)
+    with open(os.path.join(unit_dir, "cgroup.subtree_control"), "w") as f:
+        f.write("+memory +pids")
+    offered = read(os.path.join(ctr, "cgroup.controllers")).split()
+    expect({"memory", "pids"} <= set(offered), f"ctr offers {offered}")
+    work = tempfile.mkdtemp(prefix="ctr-", dir=TMP)
+    alloc = f"{PY} -c 'b = bytearray(200 * 1024 * 1024)'"
+    script = f"""
+set -u
+cd {work}
+mount --make-rprivate /
+umount -l /sys/fs/cgroup
+mount -t cgroup2 none /sys/fs/cgroup
+sleep 1000 &
+keep=$!
+echo $keep > keep.pid
+{CGRUN} -m cgroup -p MemoryMax=50M --json r1.json -- {alloc}; echo $? > rc1
+{CGRUN} --setup-cgroup --json s1.json; echo $? > rcs1
+{CGRUN} --setup-cgroup --json s2.json; echo $? > rcs2
+{CGRUN} -m cgroup -p MemoryMax=50M --json r2.json -- {alloc}; echo $? > rc2
+{CGRUN} -m cgroup -p TasksMax=5 --json r3.json -- {PY} -c "$(cat forker.py)" 471 > r3.out; echo $? > rc3
+{CGRUN} -m cgroup -t 2 --json r4.json -- sh -c 'setsid sleep 473 & echo $! > esc.pid; sleep 474'; echo $? > rc4
+cat /proc/$keep/cgroup > keep.cgroup
+kill $keep
+"""
+    with open(os.path.join(work, "forker.py"), "w") as f:
+        f.write(forker)
+    def enter():
+        with open(os.path.join(ctr, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    p = subprocess.run(["unshare", "--cgroup", "--mount", "--fork", "sh", "-c", script], preexec_fn=enter,
+                       capture_output=True, timeout=300)
+    def val(name):
+        return read(os.path.join(work, name)).strip()
+    def rep(name):
+        try:
+            with open(os.path.join(work, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+    said = f"script exit {p.returncode}, stderr {p.stderr.decode(errors='replace')[-600:]!r}"
+    r1 = rep("r1.json")
+    expect(val("rc1") == "125", f"without the setup step: exit {val('rc1')}, want 125; {said}")
+    expect("--setup-cgroup" in (r1.get("error") or ""), f"the error does not name the setup step: {r1.get('error')!r}")
+    s1, s2 = rep("s1.json"), rep("s2.json")
+    expect(val("rcs1") == "0" and s1.get("leaf") == "/init" and len(s1.get("moved", [])) >= 2,
+           f"setup: exit {val('rcs1')}, {s1}; {said}")
+    expect({"memory", "pids"} <= set(s1.get("controllers", [])), f"setup enabled {s1.get('controllers')}")
+    expect(val("rcs2") == "0" and s2.get("moved") == [] and s2.get("enabled") == [] and s2.get("changed") is False,
+           f"the second setup changed something: {s2}")
+    r2 = rep("r2.json")
+    expect(val("rc2") == "137" and r2.get("oom_killed") is True and r2.get("cgroup", "").startswith("/cgrun-"),
+           f"after setup, MemoryMax=50M: exit {val('rc2')}, {r2}")
+    m = re.fullmatch(r"(\d+) (\d+)\s*", read(os.path.join(work, "r3.out")))
+    expect(val("rc3") == "0" and m is not None and 1 <= int(m[1]) <= 4,
+           f"TasksMax=5: exit {val('rc3')}, forks {read(os.path.join(work, 'r3.out'))!r}")
+    esc = int(val("esc.pid") or 0)
+    expect(val("rc4") == "124" and esc > 0 and read(f"/proc/{esc}/cmdline") != "sleep\0" "473\0",
+           f"the escapee {esc} survived, or no timeout: exit {val('rc4')}")
+    expect(val("keep.cgroup") == "0::/init", f"the container's process is in {val('keep.cgroup')!r}, want /init")
+    return (f"125 naming the step before it; setup moved {len(s1['moved'])} processes to /init and enabled "
+            f"{' '.join(s1['controllers'])}; again: nothing; then OOM 137, TasksMax {m[1]} forks, escapee dead")
 
 
 # --- user: a scope of the user's own manager ------------------------------------------------
