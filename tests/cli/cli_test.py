@@ -592,6 +592,54 @@ class Leaks(CgrunTestCase):
             self.assertEqual(proc.returncode, 125, args)
             self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
 
+class SetupCgroup(CgrunTestCase):
+    """cgrun --setup-cgroup (issue 11): processes move to a leaf, controllers are enabled."""
+
+    def test_refuses_the_root_of_the_hierarchy(self):
+        proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", "/"])
+        self.assertEqual(proc.returncode, 125)
+        self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
+        self.assertIn("root of the cgroup hierarchy", proc.stderr.decode())
+
+    def test_moves_the_processes_and_is_idempotent(self):
+        mount = cgroup2_mount()
+        mine = None
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                if line.startswith("0::"):
+                    mine = line[3:].strip()
+        name = f"cgrun-cli-setup-{os.getpid()}"
+        cg = (mine.rstrip("/") if mine and mine != "/" else "") + "/" + name
+        d = os.path.join(mount, cg.lstrip("/"))
+        os.mkdir(d)
+        self.cgroups_to_remove += [cg, cg + "/init"]
+        sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        try:
+            proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            r = json.loads(proc.stdout)
+            self.assertEqual(r["moved"], [sleeper.pid])
+            self.assertEqual(r["leaf"], cg + "/init")
+            self.assertTrue(r["changed"])
+            with open(os.path.join(d, "init", "cgroup.procs")) as f:
+                self.assertEqual(f.read().split(), [str(sleeper.pid)])
+            with open(os.path.join(d, "cgroup.procs")) as f:
+                self.assertEqual(f.read().split(), [])
+            self.assertIsNone(sleeper.poll(), "the moved process died")
+            again = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
+            self.assertEqual(again.returncode, 0, again.stderr)
+            r2 = json.loads(again.stdout)
+            self.assertEqual((r2["moved"], r2["enabled"], r2["changed"]), ([], [], False))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+    def test_takes_no_command(self):
+        proc = self.run_cgrun(["--setup-cgroup", "true"])
+        self.assertEqual(proc.returncode, 125)
+
 class SpawnerDeath(CgrunTestCase):
     """cgrun itself SIGKILLed (a CI runner cancelling a job): its guard kills the tree."""
 
