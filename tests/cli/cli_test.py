@@ -596,6 +596,8 @@ class SetupCgroup(CgrunTestCase):
     """cgrun --setup-cgroup (issue 11): processes move to a leaf, controllers are enabled."""
 
     def test_refuses_the_root_of_the_hierarchy(self):
+        if os.path.exists(os.path.join(cgroup2_mount(), "cgroup.type")):
+            self.skipTest("/ is a cgroup namespace's root here, which the setup step may set up")
         proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", "/"])
         self.assertEqual(proc.returncode, 125)
         self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
