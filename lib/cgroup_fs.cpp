@@ -44,24 +44,6 @@ std::optional<std::string> key_value(const std::string& text, std::string_view k
     return std::nullopt;
 }
 
-std::vector<int> parse_pids(const std::string& text)
-{
-    std::vector<int> out;
-    const char* p = text.c_str();
-    while (*p) {
-        char* end = nullptr;
-        long v = std::strtol(p, &end, 10);
-        if (end == p)
-            break;
-        if (v > 0)
-            out.push_back(static_cast<int>(v));
-        p = end;
-        while (*p == '\n')
-            ++p;
-    }
-    return out;
-}
-
 // Calls fn(dirfd, path) for this cgroup and every descendant, parents first.
 void walk(int fd, const std::string& path, const std::function<void(int, const std::string&)>& fn)
 {
@@ -94,14 +76,7 @@ result<std::vector<std::string>> controllers(int dirfd, const std::string& path)
     auto text = sys::read_file(dirfd, "cgroup.controllers");
     if (!text)
         return error{text.error().code, "read " + path + "/cgroup.controllers"};
-    std::vector<std::string> out;
-    size_t i = 0;
-    while ((i = text->find_first_not_of(" \n", i)) != std::string::npos) {
-        size_t end = text->find_first_of(" \n", i);
-        out.push_back(text->substr(i, end - i));
-        i = end;
-    }
-    return out;
+    return split_words(*text);
 }
 
 result<void> enable_controller(int dirfd, const std::string& path, const std::string& controller)
@@ -112,6 +87,36 @@ result<void> enable_controller(int dirfd, const std::string& path, const std::st
         return error{w.error().code, "enable the " + controller + " controller in " + path +
                                          ": write cgroup.subtree_control"};
     return {};
+}
+
+std::vector<std::string> split_words(const std::string& text)
+{
+    std::vector<std::string> out;
+    size_t i = 0;
+    while ((i = text.find_first_not_of(" \n", i)) != std::string::npos) {
+        size_t end = text.find_first_of(" \n", i);
+        out.push_back(text.substr(i, end - i));
+        i = end;
+    }
+    return out;
+}
+
+std::vector<int> parse_pids(const std::string& text)
+{
+    std::vector<int> out;
+    const char* p = text.c_str();
+    while (*p) {
+        char* end = nullptr;
+        long v = std::strtol(p, &end, 10);
+        if (end == p)
+            break;
+        if (v > 0)
+            out.push_back(static_cast<int>(v));
+        p = end;
+        while (*p == '\n')
+            ++p;
+    }
+    return out;
 }
 
 std::string cgroup_dir::where(const std::string& file) const

@@ -24,6 +24,10 @@ enum class kill_mechanism { cgroup_kill, freeze_kill };
 // runs. Set by the environment variable CGRUN_TEST_NO_CGROUP_KILL=1.
 bool cgroup_kill_disabled() noexcept;
 
+// The pids of a cgroup.procs text; the words of a cgroup.controllers/subtree_control text.
+std::vector<int> parse_pids(const std::string& text);
+std::vector<std::string> split_words(const std::string& text);
+
 // The directory of the cgroup at `path` ("/a/b"; "/" or "" is the root) below the mount.
 result<unique_fd> open_cgroup(int mount_fd, const std::string& path);
 // The names listed in cgroup.controllers of the cgroup directory `dirfd` (at `path`).

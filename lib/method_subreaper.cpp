@@ -274,20 +274,7 @@ REAPER_SIDE void default_sigchld()
 {
     // An ignored SIGCHLD (or SA_NOCLDWAIT) inherited from the spawner would reap our children
     // behind our back, and with them the command's exit status.
-#if defined(__x86_64__)
-    struct {
-        void (*handler)(int);
-        unsigned long flags;
-        void (*restorer)();
-        std::uint64_t mask;
-    } dfl{};
-    (void)sys::raw_syscall(SYS_rt_sigaction, SIGCHLD, arg(&dfl), 0, sizeof dfl.mask);
-#else
-    // A fork of ours (not sharing our memory): glibc's async-signal-safe wrapper is fine here.
-    struct sigaction dfl{};
-    dfl.sa_handler = SIG_DFL;
-    (void)::sigaction(SIGCHLD, &dfl, nullptr);
-#endif
+    sys::default_signal(SIGCHLD);
 }
 
 // Closes every descriptor but `keep` (three, any order; -1 for none).

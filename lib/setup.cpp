@@ -39,35 +39,8 @@ namespace {
 
 std::vector<int> pids_in(int dirfd)
 {
-    std::vector<int> out;
     auto text = sys::read_file(dirfd, "cgroup.procs");
-    if (!text)
-        return out;
-    const char* p = text->c_str();
-    while (*p) {
-        char* end = nullptr;
-        long v = std::strtol(p, &end, 10);
-        if (end == p)
-            break;
-        if (v > 0)
-            out.push_back(static_cast<int>(v));
-        p = end;
-        while (*p == '\n')
-            ++p;
-    }
-    return out;
-}
-
-std::vector<std::string> words(const std::string& text)
-{
-    std::vector<std::string> out;
-    size_t i = 0;
-    while ((i = text.find_first_not_of(" \n", i)) != std::string::npos) {
-        size_t end = text.find_first_of(" \n", i);
-        out.push_back(text.substr(i, end - i));
-        i = end;
-    }
-    return out;
+    return text ? parse_pids(*text) : std::vector<int>{};
 }
 
 std::string join(const std::string& parent, const std::string& name)
@@ -93,7 +66,7 @@ std::optional<host_info::setup_step> setup_needed(const std::string& parent, con
     host_info::setup_step s;
     s.from = parent;
     s.to = join(parent, leaf);
-    auto on = words(*enabled);
+    auto on = split_words(*enabled);
     for (auto& c : *offered)
         if (std::find(on.begin(), on.end(), c) == on.end())
             s.controllers.push_back(c);
@@ -173,7 +146,7 @@ result<setup_result> setup_cgroup(const setup_options& o)
     if (!offered)
         return error::make(errc::cgroup_not_delegated, offered.error().message());
     auto enabled_text = sys::read_file(fd->get(), "cgroup.subtree_control");
-    auto enabled = enabled_text ? detail::words(*enabled_text) : std::vector<std::string>{};
+    auto enabled = enabled_text ? detail::split_words(*enabled_text) : std::vector<std::string>{};
     for (auto& c : *offered) {
         if (std::find(enabled.begin(), enabled.end(), c) != enabled.end())
             continue;

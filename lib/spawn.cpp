@@ -84,25 +84,6 @@ CGRUN_CHILD_SIDE void close_from(unsigned from, unsigned to)
         (void)sys::raw_syscall(SYS_close, fd);
 }
 
-CGRUN_CHILD_SIDE void default_disposition(int sig)
-{
-#if defined(__x86_64__)
-    // The kernel's struct sigaction on x86_64 (glibc's is laid out differently). SIG_DFL needs
-    // no restorer.
-    struct {
-        void (*handler)(int);
-        unsigned long flags;
-        void (*restorer)();
-        std::uint64_t mask;
-    } dfl{};
-    (void)sys::raw_syscall(SYS_rt_sigaction, sig, arg(&dfl), 0, sizeof dfl.mask);
-#else
-    // No CLONE_VM child without the x86_64 trampoline: glibc's wrapper is safe here.
-    struct sigaction dfl{};
-    dfl.sa_handler = SIG_DFL;
-    (void)::sigaction(sig, &dfl, nullptr);
-#endif
-}
 
 // Runs in the child: raw system calls only, from here to execve.
 [[noreturn]] CGRUN_CHILD_SIDE void child_main(const child_plan& p)
@@ -115,7 +96,7 @@ CGRUN_CHILD_SIDE void default_disposition(int sig)
     // mask the spawner set around clone3 blocks them all until here).
     for (int sig = 1; sig <= 64; ++sig)
         if (sig != SIGKILL && sig != SIGSTOP)
-            default_disposition(sig);
+            sys::default_signal(sig);
     std::uint64_t none = 0;
     if ((r = sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, arg(&none), 0, sizeof none)) < 0)
         child_fail(p, stage::signals, r);
@@ -309,6 +290,28 @@ result<std::string> resolve_executable(const std::string& name, const std::optio
     return error::make(errc::exec_not_found, name + ": command not found");
 }
 
+namespace {
+// fork(), then pidfd_open() of the child: our child cannot be reaped by anyone else before
+// we open it, so the pid is stable. `pid` is the child's pid, 0 in the child, or -errno.
+result<void> fork_with_pidfd(pid_t& pid, int& pidfd)
+{
+    pid = ::fork();
+    if (pid < 0)
+        pid = -errno;
+    if (pid <= 0)
+        return {};
+    auto fd = sys::pidfd_open(pid);
+    if (!fd) {
+        ::kill(pid, SIGKILL);
+        siginfo_t si;
+        ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
+        return fd.error();
+    }
+    pidfd = fd->release();
+    return {};
+}
+} // namespace
+
 result<spawned> start_process(spawn_request req)
 {
     if (req.argv.empty())
@@ -432,21 +435,9 @@ result<spawned> start_process(spawn_request req)
         // A copy of us, not sharing our memory: the intermediate lives as long as the tree.
         int pidfd = -1;
         pid_t pid = sys::clone3_fork(CLONE_PIDFD, &pidfd, -1);
-        if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG) {
-            pid = ::fork();
-            if (pid > 0) {
-                auto fd = sys::pidfd_open(pid); // our child, not reaped: the pid is stable
-                if (!fd) {
-                    ::kill(pid, SIGKILL);
-                    siginfo_t si;
-                    ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
-                    return fd.error();
-                }
-                pidfd = fd->release();
-            } else if (pid < 0) {
-                pid = -errno;
-            }
-        }
+        if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG)
+            if (auto r = fork_with_pidfd(pid, pidfd); !r)
+                return r.error();
         if (pid == 0) {
             req.via(req.via_arg, start_via, L.get());
             child_exit();
@@ -492,23 +483,11 @@ result<spawned> start_process(spawn_request req)
         pid = start(false);
     }
     if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG) {
-        // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open. Our
-        // child cannot be reaped by anyone else before we open it, so the pid is stable.
-        pid = ::fork();
+        // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open.
+        if (auto r = fork_with_pidfd(pid, pidfd); !r)
+            return r.error();
         if (pid == 0)
             child_main(plan);
-        if (pid < 0)
-            pid = -errno;
-        if (pid > 0) {
-            auto fd = sys::pidfd_open(pid);
-            if (!fd) {
-                ::kill(pid, SIGKILL);
-                siginfo_t si;
-                ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED);
-                return fd.error();
-            }
-            pidfd = fd->release();
-        }
     }
     if (pid < 0)
         return error::make(errc::spawn_failed, "clone3 " + req.argv[0] + ": " + std::strerror(-pid));

@@ -232,6 +232,26 @@ result<unique_fd> pidfd_open(pid_t pid)
     return unique_fd{static_cast<int>(fd)};
 }
 
+__attribute__((no_sanitize("address", "undefined"))) void default_signal(int sig) noexcept
+{
+#if defined(__x86_64__)
+    // The kernel's struct sigaction on x86_64 (glibc's is laid out differently). SIG_DFL needs
+    // no restorer.
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)();
+        std::uint64_t mask;
+    } dfl{};
+    (void)raw_syscall(SYS_rt_sigaction, sig, reinterpret_cast<long>(&dfl), 0, sizeof dfl.mask);
+#else
+    // No CLONE_VM child without the x86_64 trampoline: glibc's wrapper is safe here.
+    struct sigaction dfl{};
+    dfl.sa_handler = SIG_DFL;
+    (void)::sigaction(sig, &dfl, nullptr);
+#endif
+}
+
 int pidfd_send_signal(int pidfd, int sig, unsigned flags) noexcept
 {
     return ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, flags) < 0 ? -errno : 0;

@@ -72,6 +72,8 @@ pid_t clone3_shared_vm(std::uint64_t flags, int* pidfd, int cgroup_fd, void* sta
 // A system call that returns -errno and never touches errno, for code running in a CLONE_VM
 // child. Elsewhere (no trampoline, so no shared-VM child) it falls back to syscall(2).
 long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) noexcept;
+// Sets the disposition of `sig` to SIG_DFL with raw system calls only (for CLONE_VM children).
+void default_signal(int sig) noexcept;
 // 0 or -errno.
 int pidfd_send_signal(int pidfd, int sig, unsigned flags = 0) noexcept;
 // Signals the process group led by the pidfd's process (kernel >= 6.9); -EINVAL before.

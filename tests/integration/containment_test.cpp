@@ -31,11 +31,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool escape_proof()
-{
-    return method_under_test() != method::pgroup;
-}
-
 // Writes its own pid to F, then sleeps: the body of most escapees.
 std::string record(const std::string& f)
 {

@@ -21,11 +21,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-bool escape_proof()
-{
-    return method_under_test() != method::pgroup;
-}
-
 // The subreaper method's reaper kills its tree itself when the spawner dies: no guard.
 bool uses_guard()
 {
@@ -78,6 +73,21 @@ pid_t start_spawner(const std::function<bool()>& body)
         return -1;
     }
     return s;
+}
+
+// A spawner holding one tree of two (with the guard or without).
+pid_t spawner_of_two(const std::string& f, bool guard)
+{
+    return start_spawner([&] {
+        static std::vector<child> kids;
+        auto o = tree_of_two(f, std::nullopt);
+        o.spawner_guard = guard;
+        auto c = spawn(o);
+        if (!c)
+            return false;
+        kids.push_back(std::move(*c));
+        return wait_for_pids(f, 2).size() == 2;
+    });
 }
 
 // Our cgrun leaves whose name says they are `spawner`'s.
@@ -183,16 +193,7 @@ TEST_CASE("without the guard the tree outlives a SIGKILLed spawner (what the gua
         return;
     temp_dir t;
     auto f = t.file("pids");
-    pid_t s = start_spawner([&] {
-        static std::vector<child> kids;
-        auto o = tree_of_two(f, std::nullopt);
-        o.spawner_guard = false;
-        auto c = spawn(o);
-        if (!c)
-            return false;
-        kids.push_back(std::move(*c));
-        return wait_for_pids(f, 2).size() == 2;
-    });
+    pid_t s = spawner_of_two(f, false);
     REQUIRE(s > 0);
     spawner_reaper reap_s{s};
     auto pids = wait_for_pids(f, 2);
@@ -225,14 +226,7 @@ TEST_CASE("a forked spawner gets a guard of its own; the parent's trees live on"
     for (int i = 0; i < 500 && parent_guard < 0; ++i, std::this_thread::sleep_for(2ms))
         parent_guard = guard_of(::getpid());
     CHECK(parent_guard > 0);
-    pid_t s = start_spawner([&] {
-        static std::vector<child> kids;
-        auto c = spawn(tree_of_two(f, std::nullopt));
-        if (!c)
-            return false;
-        kids.push_back(std::move(*c));
-        return wait_for_pids(f, 2).size() == 2;
-    });
+    pid_t s = spawner_of_two(f, true);
     REQUIRE(s > 0);
     spawner_reaper reap_s{s};
     auto pids = wait_for_pids(f, 2);

@@ -34,6 +34,11 @@ method method_under_test()
     return parsed ? *parsed : method::cgroup;
 }
 
+bool escape_proof()
+{
+    return method_under_test() != method::pgroup;
+}
+
 bool in_cgroup()
 {
     auto m = method_under_test();

@@ -14,6 +14,8 @@ namespace cgrun::test {
 method method_under_test();
 // Whether it holds the tree in a cgroup (scope, cgroup).
 bool in_cgroup();
+// Whether the method under test reaches setsid escapees (all but pgroup).
+bool escape_proof();
 // Why this suite cannot run here (it then exits 77), or nullopt.
 std::optional<std::string> missing_precondition();
 
