@@ -472,7 +472,10 @@ class Leaks(CgrunTestCase):
         return (f"setsid sh -c 'echo $$ > {a}.tmp && mv {a}.tmp {a} && exec sleep 61' </dev/null >/dev/null 2>&1 & "
                 f"(setsid sh -c 'sh -c \"echo \\$\\$ > {b}.tmp && mv {b}.tmp {b} && exec sleep 62\" &' "
                 f"</dev/null >/dev/null 2>&1 &); "
-                f"while [ ! -e {a} ] || [ ! -e {b} ]; do sleep 0.01; done; ")
+                f"while [ ! -e {a} ] || [ ! -e {b} ]; do sleep 0.01; done; "
+                # listed once they run sleep, not the shell that wrote the pid just before
+                f"for f in {a} {b}; do p=$(cat $f); "
+                f"while [ \"$(cat /proc/$p/comm 2>/dev/null)\" != sleep ]; do sleep 0.01; done; done; ")
 
     def leftover(self, r, pid):
         found = [l for l in r["leftovers"] if l["pid"] == pid]
