@@ -62,7 +62,9 @@ def main():
                 work = tempfile.mkdtemp(prefix="cgrun-recipes-")
                 pidfile = os.path.join(work, "daemon.pid")
                 body = (f"\tsetsid sh -c 'echo $$$$ > {pidfile}; exec sleep 300' </dev/null >/dev/null 2>&1 &\n"
-                        f"\twhile [ ! -s {pidfile} ]; do sleep 0.01; done\n") if leak else "\t@true\n"
+                        f"\twhile [ ! -s {pidfile} ]; do sleep 0.01; done\n"
+                        f"\twhile [ \"$$(cat /proc/$$(cat {pidfile})/comm)\" != sleep ]; do sleep 0.01; done\n"
+                        ) if leak else "\t@true\n"
                 with open(os.path.join(work, "Makefile"), "w") as f:
                     f.write("check:\n" + body)
                 p = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, timeout=120)
