@@ -57,14 +57,17 @@ void record_leftovers(std::vector<pid_t> pids, const origin& main, std::vector<l
     static const double tick_ms = 1000.0 / static_cast<double>(::sysconf(_SC_CLK_TCK));
     double now = uptime_ms();
     out.clear();
-    total = 0;
+    // Every pid counts (a cgroup's or our own list holds no zombies); only the first
+    // max_leftovers are read from /proc, so listing stays cheap before a kill.
+    total = static_cast<int>(pids.size());
     for (pid_t pid : pids) {
-        auto st = sys::process_stat(pid);
-        if (!st || st->state == 'Z' || st->state == 'X')
-            continue; // gone, or dying already
-        ++total;
         if (out.size() >= max_leftovers)
+            break;
+        auto st = sys::process_stat(pid);
+        if (!st || st->state == 'Z' || st->state == 'X') {
+            --total; // gone, or dying already
             continue;
+        }
         leftover l;
         l.pid = pid;
         l.command = command_of(pid);
