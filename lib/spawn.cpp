@@ -312,17 +312,24 @@ result<void> fork_with_pidfd(pid_t& pid, int& pidfd)
 }
 } // namespace
 
-result<spawned> start_process(spawn_request req)
-{
-    if (req.argv.empty())
-        return error::make(errc::invalid_argument, "empty argv");
-    auto path = resolve_executable(req.argv[0], req.env);
-    if (!path)
-        return path.error();
+namespace {
 
-    std::unique_ptr<launch, launch_free> L(new launch);
+// What start_process builds before it clones: the launch (everything the child reads) and the
+// descriptors the child gets.
+struct launch_parts {
+    std::unique_ptr<launch, launch_free> image{new launch};
+    std::array<unique_fd, 3> child_ends;
+    unique_fd devnull;
+    sys::pipe_fds report; // the child writes {stage, errno} here if it fails before exec
+};
+
+// Builds the launch plan of `req`: argv, envp, cwd, stdio sources (parent ends of pipes go to
+// `out`), the fds to keep; nothing is started.
+result<void> build_plan(const spawn_request& req, std::string path, launch_parts& parts, spawned& out)
+{
+    launch* L = parts.image.get();
     child_plan& plan = L->plan;
-    L->path = std::move(*path);
+    L->path = std::move(path);
     L->argv_storage = req.argv;
     L->argv = c_strings(L->argv_storage);
     if (req.env) {
@@ -337,14 +344,14 @@ result<spawned> start_process(spawn_request req)
     }
     L->cwd = req.cwd;
 
-    spawned out;
     auto report = sys::make_pipe();
     if (!report)
         return report.error();
+    parts.report = std::move(*report);
 
     // stdio sources in the child; parent ends kept in `out`.
-    std::array<unique_fd, 3> child_ends;
-    unique_fd devnull;
+    auto& child_ends = parts.child_ends;
+    auto& devnull = parts.devnull;
     for (int i = 0; i < 3; ++i) {
         plan.stdio_src[i] = -1;
         switch (req.stdio[i].mode) {
@@ -388,22 +395,43 @@ result<spawned> start_process(spawn_request req)
         if (fd > 2)
             L->clear.push_back(fd);
     }
-    L->keep.push_back(report->write.get());
+    L->keep.push_back(parts.report.write.get());
     std::sort(L->keep.begin(), L->keep.end());
-
-    unique_fd go_read;
-    bool try_into_cgroup = req.cgroup_fd >= 0 && !clone_into_cgroup_disabled();
-    bool hold = req.hold || (req.cgroup_fd >= 0 && !try_into_cgroup);
 
     plan.path = L->path.c_str();
     plan.argv = L->argv.data();
     plan.envp = L->envp.data();
     plan.cwd = L->cwd.empty() ? nullptr : L->cwd.c_str();
-    plan.report_fd = report->write.get();
+    plan.report_fd = parts.report.write.get();
     plan.keep = L->keep.data();
     plan.nkeep = L->keep.size();
     plan.clear_cloexec = L->clear.data();
     plan.nclear = L->clear.size();
+
+    return {};
+}
+
+} // namespace
+
+result<spawned> start_process(spawn_request req)
+{
+    if (req.argv.empty())
+        return error::make(errc::invalid_argument, "empty argv");
+    auto path = resolve_executable(req.argv[0], req.env);
+    if (!path)
+        return path.error();
+
+    spawned out;
+    launch_parts parts;
+    if (auto r = build_plan(req, std::move(*path), parts, out); !r)
+        return r.error();
+    auto& L = parts.image;
+    child_plan& plan = L->plan;
+    auto& report = parts.report;
+
+    unique_fd go_read;
+    bool try_into_cgroup = req.cgroup_fd >= 0 && !clone_into_cgroup_disabled();
+    bool hold = req.hold || (req.cgroup_fd >= 0 && !try_into_cgroup);
 
     auto prepare_hold = [&]() -> result<void> {
         auto go = sys::make_pipe();
@@ -447,7 +475,7 @@ result<spawned> start_process(spawn_request req)
         out.pid = pid;
         out.pidfd = reaping_pidfd{unique_fd{pidfd}};
         out.path = L->path;
-        out.exec_status = std::move(report->read);
+        out.exec_status = std::move(report.read);
         return out;
     }
 
@@ -516,7 +544,7 @@ result<spawned> start_process(spawn_request req)
 
     out.in_cgroup = into;
     out.path = L->path;
-    out.exec_status = std::move(report->read);
+    out.exec_status = std::move(report.read);
     if (shared && hold)
         out.image = std::move(L);
     return out;
