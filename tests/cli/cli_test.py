@@ -11,6 +11,7 @@ Every process a test starts carries CGRUN_CLI_TEST=<its temp dir> in its environ
 tearDown kills whatever still carries it, so a failing test leaves nothing behind.
 """
 
+import datetime
 import json
 import os
 import pty
@@ -227,12 +228,13 @@ class CgrunTestCase(unittest.TestCase):
         self.assertTrue(pidfd_exited(fd, 5.0))
 
     def assert_report_shape(self, r, command):
-        keys = {"version", "command", "method", "fallbacks", "unit", "cgroup", "pid",
-                "exit_code", "signal", "timed_out", "kill", "remaining_processes",
-                "wall_time_ms", "cpu_user_ms", "cpu_system_ms", "memory_peak_bytes",
-                "oom_killed", "error"}
+        keys = {"version", "kind", "command", "method", "fallbacks", "unit", "cgroup", "pid",
+                "start_time", "exit_code", "signal", "timed_out", "cancelled", "termination",
+                "kill", "remaining_processes", "wall_time_ms", "cpu_user_ms", "cpu_system_ms",
+                "memory_peak_bytes", "oom_killed", "error"}
         self.assertTrue(keys.issubset(r.keys()), f"missing keys: {keys - r.keys()}")
         self.assertEqual(r["version"], 1)
+        self.assertEqual(r["kind"], "run")
         self.assertEqual(r["command"], command)
         self.assertIsInstance(r["fallbacks"], list)
         for fb in r["fallbacks"]:
@@ -723,6 +725,7 @@ class StopSignals(CgrunTestCase):
         with open(report) as f:
             r = json.load(f)
         self.assertFalse(r["timed_out"])
+        self.assertEqual(r["termination"], "cancelled")
         self.assertEqual(r["remaining_processes"], 0)
         return r, elapsed
 
@@ -751,6 +754,12 @@ class JsonReport(CgrunTestCase):
         self.assertEqual(r["method"], AUTO)
         self.assertGreater(r["pid"], 0)
         self.assertEqual(r["exit_code"], 0)
+        self.assertEqual(r["termination"], "exited")
+        # RFC 3339, UTC, milliseconds; the run started moments ago.
+        started = datetime.datetime.strptime(r["start_time"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        age = datetime.datetime.now(datetime.timezone.utc) - started
+        self.assertRegex(r["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertLess(abs(age.total_seconds()), 60)
         self.assertIsNone(r["signal"])
         self.assertFalse(r["timed_out"])
         self.assertIsNone(r["kill"])
@@ -777,6 +786,7 @@ class JsonReport(CgrunTestCase):
         self.assertEqual(proc.returncode, 124)
         self.assert_report_shape(r, ["sleep", "10"])
         self.assertTrue(r["timed_out"])
+        self.assertEqual(r["termination"], "timeout")
         self.assertIsNone(r["exit_code"])
         self.assertEqual(r["signal"], "KILL")
         self.assertTrue(r["kill"]["mechanism"])
@@ -791,6 +801,7 @@ class JsonReport(CgrunTestCase):
         self.assertIsNone(r["exit_code"])
         self.assertEqual(r["signal"], "KILL")
         self.assertFalse(r["timed_out"])
+        self.assertEqual(r["termination"], "signaled")
 
     def test_not_found(self):
         proc, r = self.run_json(["cgrun-no-such-command", "arg"])
@@ -798,6 +809,9 @@ class JsonReport(CgrunTestCase):
         self.assert_report_shape(r, ["cgrun-no-such-command", "arg"])
         self.assertTrue(r["error"])
         self.assertIsNone(r["pid"])
+        self.assertIsNone(r["method"])  # nothing was started: not "auto"
+        self.assertIsNone(r["start_time"])
+        self.assertEqual(r["termination"], "start-failed")
         self.assertIsNone(r["exit_code"])
 
     def test_containment_failure(self):
@@ -806,6 +820,8 @@ class JsonReport(CgrunTestCase):
         proc, r = self.run_json(["-m", "scope", "--", SH, "-c", "touch " + self.path("started")])
         self.assertEqual(proc.returncode, 125)
         self.assertTrue(r["error"])
+        self.assertIsNone(r["method"])
+        self.assertEqual(r["termination"], "start-failed")
         self.assertFalse(os.path.exists(self.path("started")))
 
 
@@ -1161,12 +1177,14 @@ class Check(CgrunTestCase):
         with open(report) as f:
             doc = json.load(f)
         self.assertEqual(doc["version"], 1)
+        self.assertEqual(doc["kind"], "check")
         self.assertTrue(doc["ok"])
         self.assertEqual(doc["host"]["cgroup2_mount"], cgroup2_mount())
         self.assertEqual(doc["host"]["systemd_reachable"], AUTO == "scope")
         proofs = {p["method"]: p for p in doc["proofs"]}
         self.assertTrue(proofs[AUTO]["ok"])
         self.assertTrue(proofs[AUTO]["report"]["timed_out"])
+        self.assertEqual(proofs[AUTO]["report"]["kind"], "run")
         self.assertGreater(proofs[AUTO]["escapee_pid"], 0)
 
     def test_check_one_method(self):
