@@ -25,6 +25,19 @@ import tempfile
 import time
 import unittest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import report_schema  # noqa: E402  (tests/report_schema.py: every report is checked against doc/)
+
+
+def load_report(f, kind="run"):
+    """Parses a report from a file object and validates it against its JSON Schema."""
+    return report_schema.validate(json.load(f), kind)
+
+
+def parse_report(text, kind="run"):
+    """Parses a report from text (bytes or str) and validates it against its JSON Schema."""
+    return report_schema.validate(json.loads(text), kind)
+
 SKIP = 77
 CGRUN = ""
 AUTO = ""
@@ -148,7 +161,7 @@ class CgrunTestCase(unittest.TestCase):
             os.unlink(report)
         proc = self.run_cgrun(["--json", report] + args, **kw)
         with open(report) as f:
-            return proc, json.load(f)
+            return proc, load_report(f)
 
     def stderr_lines(self, proc):
         return proc.stderr.decode(errors="replace").splitlines()
@@ -377,6 +390,32 @@ class Parsing(CgrunTestCase):
         self.assertRegex(proc.stdout.decode(), r"^cgrun \d+\.\d+\.\d+\n$")
 
 
+class Schema(CgrunTestCase):
+    """doc/*.schema.json describe the reports, and tell a broken report from a good one."""
+
+    def test_broken_reports_fail_validation(self):
+        _, good = self.run_json(["-t", "0.3", "--", SH, "-c", "setsid sleep 30 & sleep 30"])
+        self.assertEqual(report_schema.problems(good), [])
+        self.assertTrue(good["leftovers"])
+        broken = {
+            "method auto": dict(good, method="auto"),
+            "no termination": {k: v for k, v in good.items() if k != "termination"},
+            "unknown termination": dict(good, termination="finished"),
+            "pid null but a method": dict(good, pid=None),
+            "start_time not UTC": dict(good, start_time=good["start_time"].replace("Z", "+01:00")),
+            "escaped without escaped_via": dict(good, leftovers=[
+                dict(good["leftovers"][0], escaped=True, escaped_via=None)]),
+            "a check report": dict(good, kind="check"),
+        }
+        for what, doc in broken.items():
+            self.assertNotEqual(report_schema.problems(doc), [], what)
+            with self.assertRaises(AssertionError, msg=what):
+                report_schema.validate(doc)
+        check = {"version": 1, "kind": "check", "ok": True, "host": {}, "proofs": []}
+        self.assertNotEqual(report_schema.problems(check, "check"), [], "a host without its keys")
+        self.assertNotEqual(report_schema.problems(good, "check"), [], "a run report is no check report")
+
+
 class Stdio(CgrunTestCase):
     def test_stdin_stdout_stderr_pass_through(self):
         proc = self.run_cgrun(["--", SH, "-c", "cat; echo err >&2; echo out"],
@@ -388,7 +427,7 @@ class Stdio(CgrunTestCase):
     def test_json_to_stdout(self):
         proc = self.run_cgrun(["--json", "-", "--", "true"])
         self.assertEqual(proc.returncode, 0)
-        self.assertEqual(json.loads(proc.stdout)["exit_code"], 0)
+        self.assertEqual(parse_report(proc.stdout)["exit_code"], 0)
 
 
 class Containment(CgrunTestCase):
@@ -723,7 +762,7 @@ class StopSignals(CgrunTestCase):
         self.assert_dead(main, "the main process")
         self.assert_dead(esc, "the setsid escapee")
         with open(report) as f:
-            r = json.load(f)
+            r = load_report(f)
         self.assertFalse(r["timed_out"])
         self.assertEqual(r["termination"], "cancelled")
         self.assertEqual(r["remaining_processes"], 0)
@@ -982,7 +1021,7 @@ class NoSilentWeakening(CgrunTestCase):
         probe = self.as_nobody(["--json", "-", "true"])
         if probe.returncode != 0:
             self.skipTest(f"cgrun does not run as uid 65534 here: {probe.stderr!r}")
-        method = json.loads(probe.stdout)["method"]
+        method = parse_report(probe.stdout)["method"]
         if method != "pgroup":
             self.skipTest(f"auto finds {method} for uid 65534 here, not pgroup")
         proc = self.as_nobody(["true"])
@@ -1175,7 +1214,7 @@ class Check(CgrunTestCase):
         proc = self.run_cgrun(["--check", "--json", report], timeout=60)
         self.assertEqual(proc.returncode, 0)
         with open(report) as f:
-            doc = json.load(f)
+            doc = load_report(f, "check")
         self.assertEqual(doc["version"], 1)
         self.assertEqual(doc["kind"], "check")
         self.assertTrue(doc["ok"])
@@ -1190,7 +1229,7 @@ class Check(CgrunTestCase):
     def test_check_one_method(self):
         proc = self.run_cgrun(["--check", "-m", "cgroup", "--json", "-"], timeout=60)
         self.assertEqual(proc.returncode, 0)
-        doc = json.loads(proc.stdout)
+        doc = parse_report(proc.stdout, "check")
         self.assertEqual([p["method"] for p in doc["proofs"]], ["cgroup"])
         self.assertIn("contains cgroup", proc.stderr.decode())
 
@@ -1212,7 +1251,7 @@ class Subreaper(CgrunTestCase):
         proc = subprocess.run(prefix + ["--json", report] + args, capture_output=True,
                               env=self.env, timeout=30, cwd=self.tmp)
         with open(report) as f:
-            return proc, json.load(f)
+            return proc, load_report(f)
 
     def check_escapees_die(self, prefix, args):
         """At the timeout, and when the main process exits by itself."""
