@@ -286,6 +286,7 @@ result<child> spawn(options opts)
     auto st = std::make_unique<child_state>();
     st->opts = std::move(opts);
     st->started = sys::now();
+    st->report_start = std::chrono::system_clock::now();
     if (st->opts.timeout && st->opts.timeout->count() > 0)
         st->deadline = st->started + *st->opts.timeout;
 

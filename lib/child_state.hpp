@@ -17,6 +17,7 @@ struct child_state {
     options opts;
     cgrun::placement where;
     std::chrono::steady_clock::time_point started;
+    std::chrono::system_clock::time_point report_start; // started, as the report's start_time
     std::optional<std::chrono::steady_clock::time_point> deadline;
 
     main_process main;

@@ -6,8 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 
 namespace cgrun {
 
@@ -77,13 +79,65 @@ std::optional<int> signal_from_string(std::string_view s)
     return std::nullopt;
 }
 
+std::optional<termination> termination_of(const run_report& r) noexcept
+{
+    if (r.pid <= 0)
+        return termination::start_failed;
+    if (r.cpu_time_exceeded)
+        return termination::cpu_time;
+    if (r.timed_out)
+        return termination::timeout;
+    if (r.cancelled)
+        return termination::cancelled;
+    if (r.signal)
+        return r.oom_killed ? termination::oom_killed : termination::signaled;
+    if (r.exit_code)
+        return termination::exited;
+    return std::nullopt;
+}
+
+std::string_view to_string(termination t) noexcept
+{
+    switch (t) {
+    case termination::exited: return "exited";
+    case termination::signaled: return "signaled";
+    case termination::timeout: return "timeout";
+    case termination::cpu_time: return "cpu-time";
+    case termination::cancelled: return "cancelled";
+    case termination::oom_killed: return "oom-killed";
+    case termination::start_failed: return "start-failed";
+    }
+    return "unknown";
+}
+
+std::string rfc3339_utc(std::chrono::system_clock::time_point t)
+{
+    using namespace std::chrono;
+    auto ms = floor<milliseconds>(t).time_since_epoch().count();
+    std::time_t secs = static_cast<std::time_t>(ms / 1000);
+    int frac = static_cast<int>(ms % 1000);
+    if (frac < 0) { // before 1970
+        frac += 1000;
+        --secs;
+    }
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    char millis[8];
+    std::snprintf(millis, sizeof millis, ".%03dZ", frac);
+    return std::string(date) + millis;
+}
+
 std::string to_json(const run_report& r)
 {
     using json = nlohmann::ordered_json; // keep the schema's field order
     json j;
     j["version"] = 1;
+    j["kind"] = "run";
     j["command"] = r.command;
-    j["method"] = std::string(to_string(r.used));
+    // A started run always has a concrete method: "auto" would tell a consumer nothing.
+    j["method"] = r.used != method::automatic ? json(std::string(to_string(r.used))) : json(nullptr);
     json fb = json::array();
     for (auto& f : r.fallbacks)
         fb.push_back({{"method", std::string(to_string(f.tried))}, {"reason", f.reason}});
@@ -91,6 +145,9 @@ std::string to_json(const run_report& r)
     j["unit"] = r.unit ? json(*r.unit) : json(nullptr);
     j["cgroup"] = r.cgroup ? json(*r.cgroup) : json(nullptr);
     j["pid"] = r.pid > 0 ? json(r.pid) : json(nullptr);
+    j["start_time"] = r.start_time ? json(rfc3339_utc(*r.start_time)) : json(nullptr);
+    auto how = termination_of(r);
+    j["termination"] = how ? json(std::string(to_string(*how))) : json(nullptr);
     j["exit_code"] = r.exit_code ? json(*r.exit_code) : json(nullptr);
     j["signal"] = r.signal ? json(signal_name(*r.signal)) : json(nullptr);
     j["timed_out"] = r.timed_out;
@@ -139,6 +196,7 @@ run_report make_report(const child_state& st)
     rep.unit = st.where.unit;
     rep.cgroup = st.where.cgroup;
     rep.pid = st.main.pid;
+    rep.start_time = st.report_start;
     cpu_times cpu = st.used.cpu;
     if (auto& ex = st.main.exit) {
         if (ex->code == CLD_EXITED)
@@ -170,11 +228,10 @@ run_report make_report(const child_state& st)
 
 } // namespace detail
 
-run_report failed_report(std::vector<std::string> command, method m, std::string error)
+run_report failed_report(std::vector<std::string> command, std::string error)
 {
     run_report r;
     r.command = std::move(command);
-    r.used = m;
     r.error = std::move(error);
     return r;
 }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Runs every test suite (unit, cgroup, systemd, cli) in a normal and in an ASan+UBSan
-# build, and builds a release variant. Installs what is missing first. Needs root (cgroups,
-# the test systemd).
+# build, and builds a release and a clang variant (and runs their unit tests). Installs what
+# is missing first. Needs root (cgroups, the test systemd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/bootstrap.sh
@@ -14,6 +14,12 @@ echo "== release build (build-release/: -O3 and werror, as a packager builds it)
     meson setup build-release --wrap-mode=nodownload --buildtype=release >/dev/null
 ninja -C build-release >/dev/null
 meson test -C build-release --print-errorlogs --suite unit
+
+echo "== clang build (build-clang/: clang++ and werror, as the library's users may build it), unit tests"
+[ -f build-clang/build.ninja ] ||
+    CXX=clang++ meson setup build-clang --wrap-mode=nodownload >/dev/null
+ninja -C build-clang >/dev/null
+meson test -C build-clang --print-errorlogs --suite unit
 
 echo "== tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 [ -f build-asan/build.ninja ] ||

@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(meson ninja-build pkgconf g++ make libsystemd-dev nlohmann-json3-dev doctest-dev cmake
-          systemd dbus-daemon dbus-bin util-linux procps python3 git man-db)
+packages=(meson ninja-build pkgconf g++ clang make libsystemd-dev nlohmann-json3-dev doctest-dev cmake
+          systemd dbus-daemon dbus-bin util-linux procps python3 python3-jsonschema git man-db)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")

@@ -253,7 +253,7 @@ int run_command(const command_line& cmd)
     if (!started) {
         const auto& err = started.error();
         warn(err.message());
-        auto report = failed_report(cmd.opts.argv, cmd.opts.method, err.message());
+        auto report = failed_report(cmd.opts.argv, err.message());
         return report_written(json, report, spawn_failure_status(err.code));
     }
     child& c = *started;
@@ -269,7 +269,13 @@ int run_command(const command_line& cmd)
     if (!finished) {
         std::string message = finished.error().message();
         warn(message);
-        auto report = failed_report(cmd.opts.argv, c.placement().used, message);
+        // Started, but its end is unknown: the report says what ran, and termination is null.
+        auto report = failed_report(cmd.opts.argv, message);
+        report.used = c.placement().used;
+        report.fallbacks = c.placement().fallbacks;
+        report.unit = c.placement().unit;
+        report.cgroup = c.placement().cgroup;
+        report.pid = c.pid();
         return report_written(json, report, exit_internal);
     }
     const run_report& r = *finished;

@@ -312,6 +312,7 @@ int run_check(const command_line& cmd)
         proofs_json.push_back(proof_json(p));
     nlohmann::json doc = {
         {"version", 1},
+        {"kind", "check"},
         {"host", host_json(host)},
         {"proofs", std::move(proofs_json)},
         {"ok", any_ok},

@@ -6,10 +6,12 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cgrun {
@@ -43,15 +45,20 @@ inline constexpr std::size_t max_leftovers = 100;
 
 struct run_report {
     std::vector<std::string> command;
-    method used = method::pgroup;
+    // The method that held the tree; method::automatic only when nothing was started (no
+    // method was chosen; the JSON says null then).
+    method used = method::automatic;
     std::vector<fallback> fallbacks;
     std::optional<std::string> unit;   // scope name (scope method)
     std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy
     pid_t pid = -1;
+    // Wall-clock time at which the command was started; nullopt when nothing was started.
+    std::optional<std::chrono::system_clock::time_point> start_time;
 
     std::optional<int> exit_code; // set when the main child exited
     std::optional<int> signal;    // set when the main child died of a signal
     bool timed_out = false;
+    bool cpu_time_exceeded = false; // the cpu_time limit was used up
     bool cancelled = false; // stopped by terminate()/kill() before it ended
     std::optional<kill_info> kill;
 
@@ -73,11 +80,27 @@ struct run_report {
     std::optional<std::string> error;
 };
 
-// One JSON object (schema: doc/report-schema.md). version is 1.
+// How a run ended, as one value. When several apply, the first of this order wins:
+// start_failed (nothing was started), cpu_time (the cpu_time limit was used up), timeout,
+// cancelled, oom_killed (the main process died of a signal and the OOM killer killed a
+// process of the tree), signaled, exited.
+enum class termination { exited, signaled, timeout, cpu_time, cancelled, oom_killed, start_failed };
+
+// nullopt only when a started run's end is unknown (its main process was not reaped: the
+// report carries an error).
+[[nodiscard]] CGRUN_EXPORT std::optional<termination> termination_of(const run_report& r) noexcept;
+// "exited", "signaled", "timeout", "cpu-time", "cancelled", "oom-killed", "start-failed".
+[[nodiscard]] CGRUN_EXPORT std::string_view to_string(termination t) noexcept;
+
+// One JSON object (schema: doc/report-schema.md, doc/report.schema.json). version is 1.
 [[nodiscard]] CGRUN_EXPORT std::string to_json(const run_report& r);
 
-// A report for a run that failed before anything started (error set, pid -1).
-[[nodiscard]] CGRUN_EXPORT run_report failed_report(std::vector<std::string> command, method m, std::string error);
+// RFC 3339 in UTC with milliseconds: "2024-05-01T12:34:56.789Z".
+[[nodiscard]] CGRUN_EXPORT std::string rfc3339_utc(std::chrono::system_clock::time_point t);
+
+// A report for a run that failed before anything started: used is method::automatic (no
+// method), pid -1, error set.
+[[nodiscard]] CGRUN_EXPORT run_report failed_report(std::vector<std::string> command, std::string error);
 
 // Name of a signal without the "SIG" prefix ("TERM"), or its number as text.
 [[nodiscard]] CGRUN_EXPORT std::string signal_name(int sig);

@@ -11,6 +11,7 @@ Every process a test starts carries CGRUN_CLI_TEST=<its temp dir> in its environ
 tearDown kills whatever still carries it, so a failing test leaves nothing behind.
 """
 
+import datetime
 import json
 import os
 import pty
@@ -23,6 +24,19 @@ import sys
 import tempfile
 import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import report_schema  # noqa: E402  (tests/report_schema.py: every report is checked against doc/)
+
+
+def load_report(f, kind="run"):
+    """Parses a report from a file object and validates it against its JSON Schema."""
+    return report_schema.validate(json.load(f), kind)
+
+
+def parse_report(text, kind="run"):
+    """Parses a report from text (bytes or str) and validates it against its JSON Schema."""
+    return report_schema.validate(json.loads(text), kind)
 
 SKIP = 77
 CGRUN = ""
@@ -147,7 +161,7 @@ class CgrunTestCase(unittest.TestCase):
             os.unlink(report)
         proc = self.run_cgrun(["--json", report] + args, **kw)
         with open(report) as f:
-            return proc, json.load(f)
+            return proc, load_report(f)
 
     def stderr_lines(self, proc):
         return proc.stderr.decode(errors="replace").splitlines()
@@ -227,12 +241,13 @@ class CgrunTestCase(unittest.TestCase):
         self.assertTrue(pidfd_exited(fd, 5.0))
 
     def assert_report_shape(self, r, command):
-        keys = {"version", "command", "method", "fallbacks", "unit", "cgroup", "pid",
-                "exit_code", "signal", "timed_out", "kill", "remaining_processes",
-                "wall_time_ms", "cpu_user_ms", "cpu_system_ms", "memory_peak_bytes",
-                "oom_killed", "error"}
+        keys = {"version", "kind", "command", "method", "fallbacks", "unit", "cgroup", "pid",
+                "start_time", "exit_code", "signal", "timed_out", "cancelled", "termination",
+                "kill", "remaining_processes", "wall_time_ms", "cpu_user_ms", "cpu_system_ms",
+                "memory_peak_bytes", "oom_killed", "error"}
         self.assertTrue(keys.issubset(r.keys()), f"missing keys: {keys - r.keys()}")
         self.assertEqual(r["version"], 1)
+        self.assertEqual(r["kind"], "run")
         self.assertEqual(r["command"], command)
         self.assertIsInstance(r["fallbacks"], list)
         for fb in r["fallbacks"]:
@@ -375,6 +390,32 @@ class Parsing(CgrunTestCase):
         self.assertRegex(proc.stdout.decode(), r"^cgrun \d+\.\d+\.\d+\n$")
 
 
+class Schema(CgrunTestCase):
+    """doc/*.schema.json describe the reports, and tell a broken report from a good one."""
+
+    def test_broken_reports_fail_validation(self):
+        _, good = self.run_json(["-t", "0.3", "--", SH, "-c", "setsid sleep 30 & sleep 30"])
+        self.assertEqual(report_schema.problems(good), [])
+        self.assertTrue(good["leftovers"])
+        broken = {
+            "method auto": dict(good, method="auto"),
+            "no termination": {k: v for k, v in good.items() if k != "termination"},
+            "unknown termination": dict(good, termination="finished"),
+            "pid null but a method": dict(good, pid=None),
+            "start_time not UTC": dict(good, start_time=good["start_time"].replace("Z", "+01:00")),
+            "escaped without escaped_via": dict(good, leftovers=[
+                dict(good["leftovers"][0], escaped=True, escaped_via=None)]),
+            "a check report": dict(good, kind="check"),
+        }
+        for what, doc in broken.items():
+            self.assertNotEqual(report_schema.problems(doc), [], what)
+            with self.assertRaises(AssertionError, msg=what):
+                report_schema.validate(doc)
+        check = {"version": 1, "kind": "check", "ok": True, "host": {}, "proofs": []}
+        self.assertNotEqual(report_schema.problems(check, "check"), [], "a host without its keys")
+        self.assertNotEqual(report_schema.problems(good, "check"), [], "a run report is no check report")
+
+
 class Stdio(CgrunTestCase):
     def test_stdin_stdout_stderr_pass_through(self):
         proc = self.run_cgrun(["--", SH, "-c", "cat; echo err >&2; echo out"],
@@ -386,7 +427,7 @@ class Stdio(CgrunTestCase):
     def test_json_to_stdout(self):
         proc = self.run_cgrun(["--json", "-", "--", "true"])
         self.assertEqual(proc.returncode, 0)
-        self.assertEqual(json.loads(proc.stdout)["exit_code"], 0)
+        self.assertEqual(parse_report(proc.stdout)["exit_code"], 0)
 
 
 class Containment(CgrunTestCase):
@@ -774,8 +815,9 @@ class StopSignals(CgrunTestCase):
         self.assert_dead(main, "the main process")
         self.assert_dead(esc, "the setsid escapee")
         with open(report) as f:
-            r = json.load(f)
+            r = load_report(f)
         self.assertFalse(r["timed_out"])
+        self.assertEqual(r["termination"], "cancelled")
         self.assertEqual(r["remaining_processes"], 0)
         return r, elapsed
 
@@ -804,6 +846,12 @@ class JsonReport(CgrunTestCase):
         self.assertEqual(r["method"], AUTO)
         self.assertGreater(r["pid"], 0)
         self.assertEqual(r["exit_code"], 0)
+        self.assertEqual(r["termination"], "exited")
+        # RFC 3339, UTC, milliseconds; the run started moments ago.
+        started = datetime.datetime.strptime(r["start_time"], "%Y-%m-%dT%H:%M:%S.%f%z")
+        age = datetime.datetime.now(datetime.timezone.utc) - started
+        self.assertRegex(r["start_time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertLess(abs(age.total_seconds()), 60)
         self.assertIsNone(r["signal"])
         self.assertFalse(r["timed_out"])
         self.assertIsNone(r["kill"])
@@ -830,6 +878,7 @@ class JsonReport(CgrunTestCase):
         self.assertEqual(proc.returncode, 124)
         self.assert_report_shape(r, ["sleep", "10"])
         self.assertTrue(r["timed_out"])
+        self.assertEqual(r["termination"], "timeout")
         self.assertIsNone(r["exit_code"])
         self.assertEqual(r["signal"], "KILL")
         self.assertTrue(r["kill"]["mechanism"])
@@ -844,6 +893,7 @@ class JsonReport(CgrunTestCase):
         self.assertIsNone(r["exit_code"])
         self.assertEqual(r["signal"], "KILL")
         self.assertFalse(r["timed_out"])
+        self.assertEqual(r["termination"], "signaled")
 
     def test_not_found(self):
         proc, r = self.run_json(["cgrun-no-such-command", "arg"])
@@ -851,6 +901,9 @@ class JsonReport(CgrunTestCase):
         self.assert_report_shape(r, ["cgrun-no-such-command", "arg"])
         self.assertTrue(r["error"])
         self.assertIsNone(r["pid"])
+        self.assertIsNone(r["method"])  # nothing was started: not "auto"
+        self.assertIsNone(r["start_time"])
+        self.assertEqual(r["termination"], "start-failed")
         self.assertIsNone(r["exit_code"])
 
     def test_containment_failure(self):
@@ -859,6 +912,8 @@ class JsonReport(CgrunTestCase):
         proc, r = self.run_json(["-m", "scope", "--", SH, "-c", "touch " + self.path("started")])
         self.assertEqual(proc.returncode, 125)
         self.assertTrue(r["error"])
+        self.assertIsNone(r["method"])
+        self.assertEqual(r["termination"], "start-failed")
         self.assertFalse(os.path.exists(self.path("started")))
 
 
@@ -1019,7 +1074,7 @@ class NoSilentWeakening(CgrunTestCase):
         probe = self.as_nobody(["--json", "-", "true"])
         if probe.returncode != 0:
             self.skipTest(f"cgrun does not run as uid 65534 here: {probe.stderr!r}")
-        method = json.loads(probe.stdout)["method"]
+        method = parse_report(probe.stdout)["method"]
         if method != "pgroup":
             self.skipTest(f"auto finds {method} for uid 65534 here, not pgroup")
         proc = self.as_nobody(["true"])
@@ -1212,20 +1267,22 @@ class Check(CgrunTestCase):
         proc = self.run_cgrun(["--check", "--json", report], timeout=60)
         self.assertEqual(proc.returncode, 0)
         with open(report) as f:
-            doc = json.load(f)
+            doc = load_report(f, "check")
         self.assertEqual(doc["version"], 1)
+        self.assertEqual(doc["kind"], "check")
         self.assertTrue(doc["ok"])
         self.assertEqual(doc["host"]["cgroup2_mount"], cgroup2_mount())
         self.assertEqual(doc["host"]["systemd_reachable"], AUTO == "scope")
         proofs = {p["method"]: p for p in doc["proofs"]}
         self.assertTrue(proofs[AUTO]["ok"])
         self.assertTrue(proofs[AUTO]["report"]["timed_out"])
+        self.assertEqual(proofs[AUTO]["report"]["kind"], "run")
         self.assertGreater(proofs[AUTO]["escapee_pid"], 0)
 
     def test_check_one_method(self):
         proc = self.run_cgrun(["--check", "-m", "cgroup", "--json", "-"], timeout=60)
         self.assertEqual(proc.returncode, 0)
-        doc = json.loads(proc.stdout)
+        doc = parse_report(proc.stdout, "check")
         self.assertEqual([p["method"] for p in doc["proofs"]], ["cgroup"])
         self.assertIn("contains cgroup", proc.stderr.decode())
 
@@ -1247,7 +1304,7 @@ class Subreaper(CgrunTestCase):
         proc = subprocess.run(prefix + ["--json", report] + args, capture_output=True,
                               env=self.env, timeout=30, cwd=self.tmp)
         with open(report) as f:
-            return proc, json.load(f)
+            return proc, load_report(f)
 
     def check_escapees_die(self, prefix, args):
         """At the timeout, and when the main process exits by itself."""

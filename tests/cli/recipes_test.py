@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import report_schema  # noqa: E402  (tests/report_schema.py: every report is checked against doc/)
+
 
 def recipe_lines(readme):
     text = open(readme).read()
@@ -70,15 +73,24 @@ def main():
                 p = subprocess.run(["bash", "-c", line], cwd=work, env=env, capture_output=True, timeout=120)
                 err = p.stderr.decode(errors="replace")
                 name = f"{line!r}" + (" with a leaking make check" if leak else "")
+                report_path = os.path.join(work, "cgrun-report.json")
+                report = None
+                if "--json" in line:
+                    problems = ["no report written"]
+                    if os.path.exists(report_path):
+                        with open(report_path) as f:
+                            report = json.load(f)
+                        problems = report_schema.problems(report)
+                    check(name + ": the report matches doc/report.schema.json", not problems, "; ".join(problems))
                 if not leak:
                     check(name, p.returncode == 0, f"exit {p.returncode}, stderr {err.strip()!r}")
                 else:
                     pid = int(open(pidfile).read())
                     time.sleep(0.2)
                     alive = os.path.exists(f"/proc/{pid}") and open(f"/proc/{pid}/stat").read().split(") ")[1][0] != "Z"
-                    report = json.load(open(os.path.join(work, "cgrun-report.json")))
-                    listed = any(l["pid"] == pid and l["command"] == ["sleep", "300"] and l["escaped"]
-                                 for l in report["leftovers"])
+                    listed = report is not None and any(
+                        l["pid"] == pid and l["command"] == ["sleep", "300"] and l["escaped"]
+                        for l in report["leftovers"])
                     check(name, p.returncode == 123 and f"left running: pid {pid} (sleep 300), escaped via setsid"
                           in err and listed and not alive,
                           f"exit {p.returncode}, daemon listed {listed}, alive {alive}, stderr {err.strip()!r}")

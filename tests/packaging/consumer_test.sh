@@ -48,6 +48,10 @@ pkg-config)
     [ "${CGRUN_TOOL:-1}" = 0 ] ||   # the completion comes with the tool
         [ -n "$(find "$stage/root" -path '*/share/bash-completion/completions/cgrun' -print -quit)" ] ||
         fail "no bash completion installed as share/bash-completion/completions/cgrun"
+    for schema in report.schema.json check.schema.json; do
+        [ -n "$(find "$stage/root" -path "*/share/cgrun/$schema" -print -quit)" ] ||
+            fail "no JSON Schema installed as share/cgrun/$schema"
+    done
     export PKG_CONFIG_LIBDIR=$(dirname "$pc") PKG_CONFIG_SYSROOT_DIR=$stage/root
     unset PKG_CONFIG_PATH
     grep -n '^Requires' "$pc" >&2 && fail "cgrun.pc requires other packages (the library dlopen()s libsystemd)"

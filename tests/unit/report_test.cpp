@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <csignal>
+#include <string>
 
 using namespace cgrun;
 
@@ -42,7 +44,47 @@ TEST_CASE("the JSON report has every field of the schema, with nulls where unkno
     CHECK(j["cancelled"] == false);
     CHECK(j["leftovers"] == nlohmann::json::array());
     CHECK(j["leftovers_total"] == 0);
-    CHECK(j.size() == 21);
+    CHECK(j["kind"] == "run");
+    CHECK(j["start_time"].is_null());
+    CHECK(j["termination"] == "timeout");
+    CHECK(j.size() == 24);
+}
+
+TEST_CASE("start_time is RFC 3339 in UTC with milliseconds")
+{
+    using namespace std::chrono;
+    CHECK(rfc3339_utc(system_clock::time_point(milliseconds(0))) == "1970-01-01T00:00:00.000Z");
+    CHECK(rfc3339_utc(system_clock::time_point(milliseconds(1714566896789))) == "2024-05-01T12:34:56.789Z");
+    CHECK(rfc3339_utc(system_clock::time_point(microseconds(1714566896789999))) == "2024-05-01T12:34:56.789Z");
+    run_report r;
+    r.pid = 7;
+    r.exit_code = 0;
+    r.start_time = system_clock::time_point(milliseconds(1714566896001));
+    auto j = nlohmann::json::parse(to_json(r));
+    CHECK(j["start_time"] == "2024-05-01T12:34:56.001Z");
+    CHECK(j["termination"] == "exited");
+}
+
+TEST_CASE("termination names one outcome, by a fixed precedence")
+{
+    auto of = [](auto edit) {
+        run_report r;
+        r.pid = 7;
+        edit(r);
+        auto t = termination_of(r);
+        return t ? std::string(to_string(*t)) : std::string("null");
+    };
+    CHECK(of([](run_report& r) { r.exit_code = 3; }) == "exited");
+    CHECK(of([](run_report& r) { r.signal = SIGSEGV; }) == "signaled");
+    // A process of the tree was OOM-killed but the main process exited by itself.
+    CHECK(of([](run_report& r) { r.exit_code = 1; r.oom_killed = true; }) == "exited");
+    CHECK(of([](run_report& r) { r.signal = SIGKILL; r.oom_killed = true; }) == "oom-killed");
+    CHECK(of([](run_report& r) { r.signal = SIGKILL; r.oom_killed = true; r.cancelled = true; }) == "cancelled");
+    CHECK(of([](run_report& r) { r.signal = SIGKILL; r.cancelled = true; r.timed_out = true; }) == "timeout");
+    CHECK(of([](run_report& r) { r.signal = SIGKILL; r.timed_out = true; r.cpu_time_exceeded = true; }) ==
+          "cpu-time");
+    CHECK(of([](run_report& r) { r.pid = -1; r.timed_out = true; }) == "start-failed");
+    CHECK(of([](run_report&) {}) == "null"); // started, never reaped: unknown
 }
 
 TEST_CASE("leftovers are written with their command, how they escaped and their age")
@@ -64,10 +106,13 @@ TEST_CASE("leftovers are written with their command, how they escaped and their 
 
 TEST_CASE("a failed start still makes a valid report, even with invalid UTF-8")
 {
-    auto r = failed_report({"no\xff-such"}, method::pgroup, "not found");
+    auto r = failed_report({"no\xff-such"}, "not found");
     auto j = nlohmann::json::parse(to_json(r));
     CHECK(j["error"] == "not found");
+    CHECK(j["method"].is_null());
     CHECK(j["pid"].is_null());
+    CHECK(j["start_time"].is_null());
+    CHECK(j["termination"] == "start-failed");
     CHECK(j["kill"].is_null());
 }
 

@@ -28,6 +28,9 @@ import sys
 import tempfile
 import time
 
+sys.path.append(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # as-user.sh: a copy beside it
+import report_schema  # noqa: E402  (tests/report_schema.py; imports jsonschema on first use)
+
 SKIP = 77
 MiB = 1024 * 1024
 LIMIT = 50 * MiB
@@ -99,6 +102,8 @@ class Run:
         except (OSError, ValueError) as e:
             self.report = None
             self.err += f"\n[no JSON report: {e}]"
+        if self.report is not None:  # every report must match doc/report.schema.json
+            report_schema.validate(self.report)  # AssertionError: the check fails, naming why
 
     def __getitem__(self, key):
         return (self.report or {}).get(key)
