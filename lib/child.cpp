@@ -290,6 +290,12 @@ result<child> spawn(options opts)
     if (st->opts.timeout && st->opts.timeout->count() > 0)
         st->deadline = st->started + *st->opts.timeout;
 
+    // The guard runs before the command can: an unheld child execs during placement, and a
+    // spawner killed between that and the registration below must not leave it unguarded
+    // for longer than one message takes.
+    if (st->opts.spawner_guard)
+        if (auto g = detail::guard_ready(); !g)
+            return g.error();
     auto p = detail::place(detail::default_methods, st->opts.method, {st->opts, *limits, &st->main}, st->where);
     if (!p)
         return p.error();

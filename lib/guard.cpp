@@ -350,6 +350,16 @@ result<void> send(connection& c, const message& m, const int* fds, int nfds)
 
 } // namespace
 
+result<void> guard_ready()
+{
+    auto& c = conn();
+    std::lock_guard lock(c.mutex);
+    reap_intermediate(c);
+    if (c.owner == ::getpid())
+        return {};
+    return start_guard(c);
+}
+
 result<guard_ticket> guard_tree(const guard_target& t)
 {
     if (t.cgroup_fd < 0 && t.pidfd < 0)

@@ -44,6 +44,10 @@ private:
     std::uint64_t id_ = 0;
 };
 
+// Starts this process's guard if it has none (first use, or a fork), so that registering a
+// tree right after its command started is one message, not a fork.
+result<void> guard_ready();
+
 // Registers a tree with this process's guard, starting the guard on first use (and anew in
 // a process forked from one that had a guard). errc::spawn_failed when it cannot be had.
 result<guard_ticket> guard_tree(const guard_target& t);
