@@ -170,8 +170,8 @@ private:
 
 error unavailable(const limit_setting& l, const std::string& where)
 {
-    return error::make(errc::controller_unavailable,
-                       l.property + " needs the " + l.controller + " controller, which is not available in " + where);
+    return error::make(errc::controller_unavailable, l.given() + " needs the " + l.controller + " controller (" +
+                                                         l.file + "), which is not available in " + where);
 }
 
 // Makes the limits' controllers available to the leaf and writes the limits into it.
@@ -190,10 +190,13 @@ result<void> apply_limits(cgroup_dir& leaf, int parent_fd, const std::string& pa
                 if (w.error().code == std::errc::device_or_resource_busy)
                     hint = "; " + parent + " holds processes: run `cgrun --setup-cgroup` (setup_cgroup()) "
                                            "once to move them to a leaf and enable its controllers";
-                return error::make(errc::controller_unavailable, w.error().message() + hint);
+                return error::make(errc::controller_unavailable, l.given() + ": " + w.error().message() + hint);
             }
+        // memory.swap.max is missing without swap accounting even where memory is enabled.
+        if (!leaf.has_file(l.file))
+            return unavailable(l, leaf.path());
         if (auto w = leaf.write(l.file, l.file_value); !w)
-            return error::make(errc::controller_unavailable, w.error().message());
+            return error::make(errc::controller_unavailable, l.given() + ": " + w.error().message());
     }
     return {};
 }

@@ -110,7 +110,7 @@ private:
 result<placed> place_in_pgroup(const place_request& r)
 {
     if (!r.limits.empty())
-        return error::make(errc::controller_unavailable, r.limits.front().property + " needs the " +
+        return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
                                                              r.limits.front().controller +
                                                              " controller, and the pgroup method has no cgroup");
     auto sp = start_process(launch_request(r.opts));

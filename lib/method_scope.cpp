@@ -122,7 +122,7 @@ scope_request make_scope_request(const options& o, const std::string& unit, cons
     sr.kill_signal = o.kill.grace.count() > 0 ? o.kill.signal : SIGKILL;
     sr.timeout_stop_usec = static_cast<std::uint64_t>(std::max(o.kill.grace, 100ms).count()) * 1000;
     for (auto& l : limits)
-        sr.u64_properties.emplace_back(l.property, l.property_value);
+        sr.properties.push_back(l.property);
     return sr;
 }
 
@@ -187,8 +187,9 @@ result<placed> place_in_scope(const place_request& r)
     // silently does not enforce them: check that the scope got the files.
     for (auto& l : r.limits)
         if (!cg->has_file(l.file))
-            return error::make(errc::controller_unavailable, l.property + " needs the " + l.controller +
-                                                                 " controller, which is not available in " + *cgpath);
+            return error::make(errc::controller_unavailable, l.given() + " needs the " + l.controller +
+                                                                 " controller (" + l.file +
+                                                                 "), which is not available in " + *cgpath);
 
     stop_unless_handed_on.armed = false;
     placed p;

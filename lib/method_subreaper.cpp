@@ -606,7 +606,7 @@ private:
 result<placed> place_in_subreaper(const place_request& r)
 {
     if (!r.limits.empty())
-        return error::make(errc::controller_unavailable, r.limits.front().property + " needs the " +
+        return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
                                                              r.limits.front().controller +
                                                              " controller, and the subreaper method has no cgroup");
     auto pair = sys::make_seqpacket_pair();

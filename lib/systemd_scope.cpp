@@ -141,6 +141,25 @@ result<std::shared_ptr<scope_manager>> connect_manager(bus_kind kind, std::chron
 
 namespace {
 
+// Appends one (sv) of a "t" or "ay" property; a negative errno on failure.
+int append_property(sd_bus_message* m, const scope_property& p)
+{
+    if (auto* u = std::get_if<std::uint64_t>(&p.value))
+        return sd().sd_bus_message_append(m, "(sv)", p.name.c_str(), "t", *u);
+    int r = 0;
+    if ((r = sd().sd_bus_message_open_container(m, 'r', "sv")) < 0 ||
+        (r = sd().sd_bus_message_append(m, "s", p.name.c_str())) < 0 ||
+        (r = sd().sd_bus_message_open_container(m, 'v', "ay")) < 0 ||
+        (r = sd().sd_bus_message_open_container(m, 'a', "y")) < 0)
+        return r;
+    for (std::uint8_t b : std::get<std::vector<std::uint8_t>>(p.value))
+        if ((r = sd().sd_bus_message_append(m, "y", b)) < 0)
+            return r;
+    if ((r = sd().sd_bus_message_close_container(m)) < 0 || (r = sd().sd_bus_message_close_container(m)) < 0)
+        return r;
+    return sd().sd_bus_message_close_container(m);
+}
+
 // Builds StartTransientUnit(req.unit, "fail", properties, no auxiliary units).
 result<message_ptr> build_start(sd_bus* bus, const scope_request& req, bool oom_policy)
 {
@@ -193,8 +212,8 @@ result<message_ptr> build_start(sd_bus* bus, const scope_request& req, bool oom_
         return fail(r);
     if (req.kill_signal && (r = sd().sd_bus_message_append(raw, "(sv)", "KillSignal", "i", req.kill_signal)) < 0)
         return fail(r);
-    for (auto& [name, value] : req.u64_properties)
-        if ((r = sd().sd_bus_message_append(raw, "(sv)", name.c_str(), "t", value)) < 0)
+    for (auto& p : req.properties)
+        if ((r = append_property(raw, p)) < 0)
             return fail(r);
     if ((r = sd().sd_bus_message_close_container(raw)) < 0)
         return fail(r);

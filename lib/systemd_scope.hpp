@@ -13,9 +13,17 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace cgrun::detail {
+
+// A unit property with a D-Bus type other than the fixed ones below: "t" (a u64) or "ay"
+// (bytes, e.g. AllowedCPUs' CPU bitmask).
+struct scope_property {
+    std::string name;
+    std::variant<std::uint64_t, std::vector<std::uint8_t>> value;
+};
 
 struct scope_request {
     std::string unit;
@@ -25,7 +33,7 @@ struct scope_request {
     std::optional<std::uint64_t> runtime_max_usec;
     std::uint64_t timeout_stop_usec = 0;
     int kill_signal = 0;
-    std::vector<std::pair<std::string, std::uint64_t>> u64_properties;
+    std::vector<scope_property> properties;
 };
 
 // One connection to a systemd manager per thread, shared by the children that thread

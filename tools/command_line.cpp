@@ -73,8 +73,6 @@ constexpr std::array<opt_spec, 22> specs{{
     {"version", '\0', false, opt::version},
 }};
 
-constexpr std::array<std::string_view, 3> property_names{"MemoryMax", "TasksMax", "CPUQuota"};
-
 // Joins the parts into one string. `"literal" + std::string(...)` would do, but GCC 12 at -O3
 // reports a false -Wrestrict in the inlined insert() it makes of that (GCC bug 105651).
 std::string concat(std::initializer_list<std::string_view> parts)
@@ -145,8 +143,12 @@ std::optional<std::string> parse_property(std::string_view text, options& opts)
     auto value = text.substr(eq + 1);
     if (name.empty())
         return "invalid property " + quoted(text) + ": empty name";
-    if (std::find(property_names.begin(), property_names.end(), name) == property_names.end())
-        return "unknown property " + quoted(name) + " (supported: MemoryMax, TasksMax, CPUQuota)";
+    if (std::find(limit_names.begin(), limit_names.end(), name) == limit_names.end()) {
+        std::string supported;
+        for (auto n : limit_names)
+            supported += concat({supported.empty() ? "" : ", ", n});
+        return "unknown property " + quoted(name) + " (supported: " + supported + ")";
+    }
     if (value.empty())
         return "invalid property " + quoted(text) + ": empty value";
     opts.limits.push_back({std::string(name), std::string(value)});
@@ -442,7 +444,12 @@ exits, when it times out, or when cgrun is interrupted.
       --slice=NAME           slice of the scope                        [*]
       --unit=NAME            name of the scope                         [*]
       --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
-  -p, --property=NAME=VALUE  limit: MemoryMax=, TasksMax= or CPUQuota=
+  -p, --property=NAME=VALUE  a limit, with systemd's syntax (repeatable):
+                               MemoryMax=, MemoryHigh=, MemoryLow=, MemoryMin=,
+                               MemorySwapMax= (1.5G, 50% of RAM, infinity),
+                               TasksMax= (N, N%, infinity), CPUQuota= (0.5%),
+                               CPUWeight=, IOWeight= (1-10000), AllowedCPUs=
+                               (0-3,5); a missing controller fails with 125
       --on-leak=POLICY       what COMMAND leaves running when it exits: kill
                                (default), keep, or fail: kill it and exit 123
                                if COMMAND succeeded

@@ -62,11 +62,17 @@ struct kill_policy {
     std::chrono::milliseconds kill_wait{5000};
 };
 
-// A resource limit, as a systemd property name and value: "MemoryMax", "TasksMax", "CPUQuota".
+// A resource limit, as a systemd property name and value, with systemd's value syntax
+// (systemd.resource-control(5)): {"MemoryMax", "1.5G"}, {"TasksMax", "10%"}, {"CPUQuota", "0.5%"}.
 struct limit {
     std::string name;
     std::string value;
 };
+
+// The names a `limit` may have.
+inline constexpr std::array<std::string_view, 10> limit_names{
+    "MemoryMax", "MemoryHigh", "MemoryLow", "MemoryMin", "MemorySwapMax",
+    "TasksMax",  "CPUQuota",   "CPUWeight", "IOWeight",  "AllowedCPUs"};
 
 // Knobs of the scope method only.
 struct scope_options {

@@ -1100,21 +1100,47 @@ class NoSilentWeakening(CgrunTestCase):
 
 class Limits(CgrunTestCase):
     CONTROLLER = {"MemoryMax": ("memory", "64M"), "TasksMax": ("pids", "32"),
-                  "CPUQuota": ("cpu", "50%")}
+                  "CPUQuota": ("cpu", "50%"),
+                  # systemd's value syntax, and the properties beyond the first three
+                  "MemoryMax=1.5G": ("memory", None), "MemoryMax=50%": ("memory", None),
+                  "MemoryHigh": ("memory", "1G"), "MemoryLow": ("memory", "1M"),
+                  "MemoryMin": ("memory", "1M"), "MemorySwapMax": ("memory", "0"),
+                  "TasksMax=10%": ("pids", None), "CPUQuota=0.5%": ("cpu", None),
+                  "CPUWeight": ("cpu", "50"), "IOWeight": ("io", "50"),
+                  "AllowedCPUs": ("cpuset", "0")}
 
     def test_limits_need_their_controller(self):
         have = root_controllers()
         for prop, (controller, value) in self.CONTROLLER.items():
-            proc = self.run_cgrun(["-p", f"{prop}={value}", "--", SH, "-c",
+            given = prop if value is None else f"{prop}={value}"
+            proc = self.run_cgrun(["-p", given, "--", SH, "-c",
                                    "touch " + self.path("started")])
             if controller in have:
-                self.assertEqual(proc.returncode, 0, f"{prop}: {proc.stderr!r}")
+                self.assertEqual(proc.returncode, 0, f"{given}: {proc.stderr!r}")
             else:
-                self.assertEqual(proc.returncode, 125, prop)
+                self.assertEqual(proc.returncode, 125, given)
                 lines = self.stderr_lines(proc)
                 self.assertEqual(len(lines), 1, lines)
-                self.assertIn(controller, lines[0])
-                self.assertFalse(os.path.exists(self.path("started")), prop)
+                # The error names what was typed and the controller, never a D-Bus name.
+                self.assertIn(f"the {controller} controller", lines[0])
+                self.assertIn(given, lines[0])
+                self.assertNotIn("USec", lines[0])
+                self.assertFalse(os.path.exists(self.path("started")), given)
+
+    def test_bad_values_are_rejected_with_what_was_typed(self):
+        for given in ("MemoryMax=1.5X", "MemoryMax=0", "CPUQuota=0.001%", "CPUQuota=abc",
+                      "TasksMax=150%", "CPUWeight=0", "IOWeight=10001", "AllowedCPUs=3-1"):
+            proc = self.run_cgrun(["-p", given, "--", SH, "-c", "touch " + self.path("started")])
+            self.assertEqual(proc.returncode, 125, given)
+            self.assertIn(given, proc.stderr.decode())
+            self.assertNotIn("USec", proc.stderr.decode())
+            self.assertFalse(os.path.exists(self.path("started")), given)
+
+    def test_help_lists_every_property(self):
+        out = self.run_cgrun(["--help"]).stdout.decode()
+        for name in ("MemoryMax", "MemoryHigh", "MemoryLow", "MemoryMin", "MemorySwapMax",
+                     "TasksMax", "CPUQuota", "CPUWeight", "IOWeight", "AllowedCPUs"):
+            self.assertIn(name + "=", out)
 
     def test_memory_max_here(self):
         if "memory" in root_controllers():

@@ -128,3 +128,22 @@ TEST_CASE("options of one method imply it; another -m is a usage error")
     CHECK_FALSE(r.problem);
     CHECK(r.cmd.opts.method == method::automatic);
 }
+
+TEST_CASE("-p takes every supported property by name, values are checked by the library")
+{
+    for (auto name : cgrun::limit_names) {
+        std::string arg = std::string(name) + "=1";
+        auto r = parse({"-p", arg, "true"});
+        CHECK_MESSAGE(!r.problem, arg);
+        REQUIRE(r.cmd.opts.limits.size() == 1);
+        CHECK(r.cmd.opts.limits[0].name == name);
+        CHECK(help_text().find(std::string(name) + "=") != std::string_view::npos);
+    }
+    auto r = parse({"-p", "MemoryMax=1.5G", "-p", "CPUQuota=0.5%", "true"});
+    REQUIRE_FALSE(r.problem);
+    CHECK(r.cmd.opts.limits.size() == 2);
+    CHECK(r.cmd.opts.limits[1].value == "0.5%");
+    r = parse({"-p", "CPUQuotaPerSecUSec=5000", "true"});
+    REQUIRE(r.problem);
+    CHECK(r.problem->find("AllowedCPUs") != std::string::npos);
+}
