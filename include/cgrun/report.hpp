@@ -52,6 +52,7 @@ struct run_report {
     std::optional<int> exit_code; // set when the main child exited
     std::optional<int> signal;    // set when the main child died of a signal
     bool timed_out = false;
+    bool cpu_time_exceeded = false; // the cpu_time limit was used up
     bool cancelled = false; // stopped by terminate()/kill() before it ended
     std::optional<kill_info> kill;
 
