@@ -473,7 +473,7 @@ struct config {
     std::string env = "host"; // or "systemd"
     std::string cgrun;        // path of the cgrun CLI
     std::string self;         // path of this program
-    std::set<std::string> sections{"overhead", "kill", "throughput", "memory"};
+    std::set<std::string> sections{"overhead", "kill", "throughput", "memory", "cpu_time"};
     int overhead_n = 200;
     int overhead_warmup = 10;
     std::map<int, int> kill_reps{{1, 30}, {100, 15}, {1000, 6}};
@@ -485,6 +485,8 @@ struct config {
     int hold_reps = 3;
     std::vector<int> accuracy_timeouts{100, 1000, 10000};
     int accuracy_reps = 3;
+    int cpu_time_limit_ms = 300;
+    int cpu_time_reps = 10;
     std::mt19937 rng{12345};
 
     bool systemd() const { return env == "systemd"; }
@@ -1159,6 +1161,37 @@ json bench_throughput(config& cfg)
 
 // ---- 4. memory --------------------------------------------------------------------------
 
+// CPU-time limit: the tree's CPU time when it was stopped, minus the limit (ms), for 1 and
+// 8 busy processes (the overrun is what they use between two checks and until the kill).
+json bench_cpu_time(config& cfg)
+{
+    json out;
+    out["limit_ms"] = cfg.cpu_time_limit_ms;
+    auto m = cfg.systemd() ? cgrun::method::scope : cgrun::method::cgroup;
+    out["method"] = std::string(cgrun::to_string(m));
+    for (int n : {1, 8}) {
+        note("cpu_time: " + std::to_string(n) + " busy process(es)");
+        std::vector<double> over;
+        std::vector<double> wall;
+        for (int i = 0; i < cfg.cpu_time_reps; ++i) {
+            cgrun::options o;
+            o.argv = {"/bin/sh", "-c", "for i in $(seq " + std::to_string(n) + "); do (while :; do :; done) & done; wait"};
+            o.method = m;
+            o.cpu_time = std::chrono::milliseconds(cfg.cpu_time_limit_ms);
+            o.timeout = std::chrono::seconds(60);
+            auto r = cgrun::run(std::move(o));
+            if (!r || !r->cpu_time_exceeded)
+                die("cpu_time: the run was not stopped by its CPU-time limit" +
+                    (r ? std::string() : ": " + r.error().message()));
+            over.push_back(r->cpu_user_ms + r->cpu_system_ms - cfg.cpu_time_limit_ms);
+            wall.push_back(r->wall_time_ms);
+        }
+        out[std::to_string(n)]["overrun_ms"] = stats(over);
+        out[std::to_string(n)]["wall_ms"] = stats(wall);
+    }
+    return out;
+}
+
 json bench_memory(config& cfg)
 {
     json out;
@@ -1330,6 +1363,8 @@ int cmd_run(config& cfg)
         res["throughput"] = bench_throughput(cfg);
     if (cfg.sections.count("memory"))
         res["memory"] = bench_memory(cfg);
+    if (cfg.sections.count("cpu_time"))
+        res["cpu_time"] = bench_cpu_time(cfg);
     res["meta"]["loadavg_end"] = read_text("/proc/loadavg");
     res["meta"]["duration_s"] = ms_between(t0, clk::now()) / 1000;
 
@@ -1553,6 +1588,18 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
         }
     }
 
+    // CPU-time limit
+    md << "\n## CPU-time limit: CPU time at the kill minus the limit (ms, median / p90)\n\n"
+       << "| env | method | limit (ms) | 1 busy process | 8 busy processes | wall, 8 (ms) |\n|---|---|---|---|---|---|\n";
+    for (auto* envp : {&H, &S}) {
+        auto* C = at(*envp, {"cpu_time"});
+        if (!C)
+            continue;
+        md << "| " << (*envp)["meta"]["env"].get<std::string>() << " | " << C->value("method", "") << " | "
+           << C->value("limit_ms", 0) << " | " << mp(*C, {"1", "overrun_ms"}, 2) << " | "
+           << mp(*C, {"8", "overrun_ms"}, 2) << " | " << mp(*C, {"8", "wall_ms"}, 1) << " |\n";
+    }
+
     // 4. memory
     md << "\n## Memory\n\n| env | what | median | max |\n|---|---|---|---|\n";
     for (auto* envp : {&H, &S}) {
@@ -1725,7 +1772,7 @@ int cmd_kill_once(cgrun::method m, int size, int timeout_ms)
 
 void usage()
 {
-    std::fputs("usage: cgrun-bench run --env host|systemd --cgrun PATH [--quick] [--sections overhead,kill,throughput,memory]\n"
+    std::fputs("usage: cgrun-bench run --env host|systemd --cgrun PATH [--quick] [--sections overhead,kill,throughput,memory,cpu_time]\n"
                "                      [--overhead-runs N] [--kill-reps 1:N,100:N,1000:N] [--tp-rounds N] [--tp-seconds S]\n"
                "                      [--hold-count N] [--hold-reps N]\n"
                "       cgrun-bench hold [--count N] [--method cgroup|scope|pgroup]\n"

@@ -283,6 +283,17 @@ cpu_times cgroup_dir::cpu()
     return t;
 }
 
+std::optional<std::chrono::microseconds> cgroup_dir::cpu_usage()
+{
+    auto text = sys::read_file(dir_.get(), "cpu.stat");
+    if (!text)
+        return std::nullopt;
+    auto u = key_value(*text, "usage_usec");
+    if (!u)
+        return std::nullopt;
+    return std::chrono::microseconds(std::strtoll(u->c_str(), nullptr, 10));
+}
+
 std::optional<std::uint64_t> cgroup_dir::memory_peak()
 {
     if (memory_files_ == false)

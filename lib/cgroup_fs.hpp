@@ -60,6 +60,8 @@ public:
     std::vector<int> pids();
 
     cpu_times cpu();
+    // usage_usec of cpu.stat; nullopt if it cannot be read.
+    std::optional<std::chrono::microseconds> cpu_usage();
     std::optional<std::uint64_t> memory_peak();
     bool oom_killed();
     bool has_file(const std::string& name) const noexcept;

@@ -19,6 +19,8 @@ public:
     int remaining() override;
     std::vector<pid_t> members() override;
     void sample(usage& u) override;
+    // usage_usec of the cgroup's cpu.stat (there without any controller).
+    std::optional<std::chrono::microseconds> cpu_usage() override;
     unique_fd open_memory_events() override;
     // Removes the leaf (and any sub-cgroups the payload made).
     result<void> finish() override;

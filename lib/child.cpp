@@ -5,6 +5,9 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <thread>
+
 namespace cgrun {
 
 using namespace std::chrono_literals;
@@ -89,7 +92,7 @@ bool cleanup(child_state& st, bool patient)
         m.pidfd.reset();
     st.memory_events.reset();
     bool done = m.reaped && st.remaining == 0 && !t.holds_resources();
-    if (!done && st.opts.keep_orphans && m.reaped && !st.timed_out && !st.cancelled) {
+    if (!done && st.opts.keep_orphans && m.reaped && !st.timed_out && !st.cpu_time_exceeded && !st.cancelled) {
         // Kept orphans are the caller's now: neither the guard nor a sweep may kill them.
         if (auto moved = t.hand_over())
             st.where.cgroup = moved;
@@ -119,6 +122,31 @@ void retry_cleanup(child_state& st)
     if (cleanup(st, false))
         st.late_error.reset();
     st.report = detail::make_report(st);
+}
+
+// ---- the CPU-time limit ---------------------------------------------------------------------
+
+// The checks of a cpu_time limit are this far apart at most, and at least 1 ms apart.
+constexpr std::chrono::microseconds cpu_check_max = 10ms;
+constexpr std::chrono::microseconds cpu_check_min = 1ms;
+
+// Reads the tree's CPU time: true when the limit is used up; else schedules the next check.
+// The tree cannot use more than one CPU-second per second per online CPU, so it cannot reach
+// the limit before (limit - used) / CPUs: the check sleeps that long, between 1 and 10 ms,
+// and looks more often as the limit nears.
+bool cpu_time_used_up(child_state& st)
+{
+    auto limit = std::chrono::duration_cast<std::chrono::microseconds>(*st.opts.cpu_time);
+    auto used = st.held->cpu_usage();
+    if (used && *used >= limit)
+        return true;
+    auto next = cpu_check_max;
+    if (used) {
+        static const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+        next = std::clamp((limit - *used) / cpus, cpu_check_min, cpu_check_max);
+    }
+    st.next_cpu_check = sys::now() + next;
+    return false;
 }
 
 run_report on_main_exit(child_state& st)
@@ -172,7 +200,9 @@ const placement& child::placement() const noexcept
 int child::memory_events_fd() const noexcept { return s_ ? s_->memory_events.get() : -1; }
 std::optional<std::chrono::steady_clock::time_point> child::deadline() const noexcept
 {
-    return s_ ? s_->deadline : std::nullopt;
+    if (!s_ || !s_->next_cpu_check)
+        return s_ ? s_->deadline : std::nullopt;
+    return s_->deadline ? std::min(*s_->deadline, *s_->next_cpu_check) : s_->next_cpu_check;
 }
 unique_fd child::take_stdin() noexcept { return s_ ? std::move(s_->ends[0]) : unique_fd{}; }
 unique_fd child::take_stdout() noexcept { return s_ ? std::move(s_->ends[1]) : unique_fd{}; }
@@ -203,6 +233,8 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
         auto limit = until;
         if (st.deadline && *st.deadline < limit)
             limit = *st.deadline;
+        if (st.next_cpu_check && *st.next_cpu_check < limit)
+            limit = *st.next_cpu_check;
         auto now = sys::now();
         auto left = limit == std::chrono::steady_clock::time_point::max()
                         ? std::chrono::microseconds(-1)
@@ -229,6 +261,14 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
             if (ws && ws->exited)
                 return std::optional<run_report>(on_main_exit(st));
             st.timed_out = true;
+            stop_tree(st, st.opts.kill);
+            return std::optional<run_report>(finish(st));
+        }
+        if (st.next_cpu_check && sys::now() >= *st.next_cpu_check && cpu_time_used_up(st)) {
+            auto ws = st.main.wait(st.main.pidfd.get(), true);
+            if (ws && ws->exited)
+                return std::optional<run_report>(on_main_exit(st));
+            st.cpu_time_exceeded = true;
             stop_tree(st, st.opts.kill);
             return std::optional<run_report>(finish(st));
         }
@@ -277,6 +317,8 @@ result<child> spawn(options opts)
         return error::make(errc::invalid_argument, "no command");
     if (opts.timeout && opts.timeout->count() < 0)
         return error::make(errc::invalid_argument, "negative timeout");
+    if (opts.cpu_time && opts.cpu_time->count() <= 0)
+        return error::make(errc::invalid_argument, "the CPU-time limit must be positive");
     if (opts.kill.signal <= 0 || opts.kill.signal >= NSIG)
         return error::make(errc::invalid_argument, "invalid signal " + std::to_string(opts.kill.signal));
     auto limits = detail::parse_limits(opts.limits);
@@ -289,6 +331,8 @@ result<child> spawn(options opts)
     st->report_start = std::chrono::system_clock::now();
     if (st->opts.timeout && st->opts.timeout->count() > 0)
         st->deadline = st->started + *st->opts.timeout;
+    if (st->opts.cpu_time)
+        st->next_cpu_check = st->started;
 
     // The guard runs before the command can: an unheld child execs during placement, and a
     // spawner killed between that and the registration below must not leave it unguarded

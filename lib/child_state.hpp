@@ -19,6 +19,8 @@ struct child_state {
     std::chrono::steady_clock::time_point started;
     std::chrono::system_clock::time_point report_start; // started, as the report's start_time
     std::optional<std::chrono::steady_clock::time_point> deadline;
+    // With a cpu_time limit: when wait_for() reads the tree's CPU time next.
+    std::optional<std::chrono::steady_clock::time_point> next_cpu_check;
 
     main_process main;
     std::array<unique_fd, 3> ends;
@@ -29,6 +31,7 @@ struct child_state {
 
     std::optional<kill_info> kill;
     bool timed_out = false;
+    bool cpu_time_exceeded = false;
     bool cancelled = false;
     int remaining = 0;
     origin main_origin; // the main process's group and session, for leftovers' `escaped`

@@ -80,6 +80,13 @@ void cgroup_tree::sample(usage& u)
     u.oom = u.oom || cg_.oom_killed();
 }
 
+std::optional<std::chrono::microseconds> cgroup_tree::cpu_usage()
+{
+    if (!cg_.valid())
+        return std::nullopt;
+    return cg_.cpu_usage();
+}
+
 unique_fd cgroup_tree::open_memory_events()
 {
     return cg_.open_memory_events();

@@ -113,6 +113,8 @@ result<placed> place_in_pgroup(const place_request& r)
         return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
                                                              r.limits.front().controller +
                                                              " controller, and the pgroup method has no cgroup");
+    if (r.opts.cpu_time)
+        return cpu_time_needs_cgroup(r.opts, "pgroup");
     auto sp = start_process(launch_request(r.opts));
     if (!sp)
         return sp.error();

@@ -609,6 +609,8 @@ result<placed> place_in_subreaper(const place_request& r)
         return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
                                                              r.limits.front().controller +
                                                              " controller, and the subreaper method has no cgroup");
+    if (r.opts.cpu_time)
+        return cpu_time_needs_cgroup(r.opts, "subreaper");
     auto pair = sys::make_seqpacket_pair();
     if (!pair)
         return pair.error();

@@ -211,6 +211,7 @@ run_report make_report(const child_state& st)
             cpu = {u, s};
     }
     rep.timed_out = st.timed_out;
+    rep.cpu_time_exceeded = st.cpu_time_exceeded;
     rep.cancelled = st.cancelled;
     rep.kill = st.kill;
     rep.remaining_processes = st.remaining;

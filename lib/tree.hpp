@@ -68,6 +68,9 @@ public:
     virtual std::vector<pid_t> members() = 0;
     // Adds what can be read now (cpu.stat, memory.peak, memory.events) to `u`.
     virtual void sample(usage& u) = 0;
+    // The CPU time the whole tree has used so far (all its processes, live and exited), or
+    // nullopt where the method cannot tell while the tree runs (no cgroup).
+    virtual std::optional<std::chrono::microseconds> cpu_usage() { return std::nullopt; }
     // -1, or memory.events opened for poll(POLLPRI).
     virtual unique_fd open_memory_events() { return {}; }
     // Lets go of whatever kept the tree's accounting readable after it emptied (the scope's
@@ -87,6 +90,15 @@ public:
     // What the spawner-death guard needs to kill the tree (and remove what is ours).
     [[nodiscard]] virtual guard_target guard() const = 0;
 };
+
+// The error of a method without a cgroup asked for a CPU-time limit (options::cpu_time).
+inline error cpu_time_needs_cgroup(const options& o, std::string_view m)
+{
+    return error::make(errc::controller_unavailable,
+                       "the CPU-time limit needs a cgroup (scope or cgroup method) to measure the tree while it "
+                       "runs, and the " + std::string(m) + " method has none" +
+                           (o.method == method::automatic ? " (neither scope nor cgroup could be had)" : ""));
+}
 
 // What a method's placement asks for, besides the options.
 struct place_request {

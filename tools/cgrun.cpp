@@ -95,15 +95,15 @@ std::optional<timespec> poll_timeout(std::optional<steady_clock::time_point> dea
     return timespec{0, static_cast<long>(left.count())};
 }
 
-// Waits for the run to be over, the deadline (both judged by the library through
-// wait_for(0)), or a stop signal (then terminate(); the signal goes to `caught`).
-result<run_report> supervise(child& c, int signal_fd, std::optional<milliseconds> timeout,
-                             terminal_handoff& terminal, std::optional<int>& caught)
+// Waits for the run to be over, the deadline or the used-up CPU time (both judged by the
+// library through wait_for(0)), or a stop signal (then terminate(); the signal goes to
+// `caught`).
+result<run_report> supervise(child& c, int signal_fd, terminal_handoff& terminal, std::optional<int>& caught)
 {
-    // The library's deadline counts from spawn; --timeout is what set it.
-    std::optional<steady_clock::time_point> deadline = timeout ? c.deadline() : std::nullopt;
     bool main_exited = false;
     for (;;) {
+        // The --timeout deadline, or the next check of --cpu-time: it moves with each check.
+        std::optional<steady_clock::time_point> deadline = c.deadline();
         std::array<pollfd, 3> fds{{{main_exited ? -1 : c.pidfd(), POLLIN, 0},
                                    {signal_fd, POLLIN, 0},
                                    {c.memory_events_fd(), POLLPRI, 0}}};
@@ -176,6 +176,8 @@ void describe_end(const run_report& r, const options& opts, std::optional<int> c
         line = "got SIG" + signal_name(*caught);
     else if (r.timed_out)
         line = "timed out after " + format_duration(*opts.timeout);
+    else if (r.cpu_time_exceeded)
+        line = "used up the CPU time of " + format_duration(*opts.cpu_time);
     else if (r.signal)
         line = "command died of signal " + signal_name(*r.signal);
     else if (r.exit_code)
@@ -264,7 +266,7 @@ int run_command(const command_line& cmd)
 
     auto terminal = terminal_handoff::begin(c.placement().pgid);
     std::optional<int> caught;
-    auto finished = supervise(c, signals->get(), cmd.opts.timeout, terminal, caught);
+    auto finished = supervise(c, signals->get(), terminal, caught);
     terminal.take_back();
     if (!finished) {
         std::string message = finished.error().message();
@@ -290,7 +292,7 @@ int run_command(const command_line& cmd)
     else if (r.remaining_processes > 0 && cmd.verbose)
         warn("left " + n + " process(es) running");
     int status = exit_status(r, caught, cmd.preserve_status);
-    if (cmd.on_leak == leak_policy::fail && status == 0 && !r.timed_out && !r.cancelled)
+    if (cmd.on_leak == leak_policy::fail && status == 0 && !r.timed_out && !r.cpu_time_exceeded && !r.cancelled)
         if (report_leaks(r, cmd.allowed_leaks))
             status = exit_leaked;
     return report_written(json, r, status);

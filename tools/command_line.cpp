@@ -18,6 +18,7 @@ constexpr std::string_view see_help = "; see 'cgrun --help'";
 
 enum class opt {
     timeout,
+    cpu_time,
     kill_after,
     signal,
     method,
@@ -50,6 +51,7 @@ struct opt_spec {
 
 constexpr std::array<opt_spec, 22> specs{{
     {"timeout", 't', true, opt::timeout},
+    {"cpu-time", '\0', true, opt::cpu_time},
     {"kill-after", 'k', true, opt::kill_after},
     {"signal", 's', true, opt::signal},
     {"method", 'm', true, opt::method},
@@ -196,6 +198,13 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
             return "invalid time interval " + quoted(value);
         opts.timeout = d->count() == 0 ? std::nullopt : std::optional(*d);
         seen.timeout = true;
+        break;
+    }
+    case opt::cpu_time: {
+        auto d = parse_duration(value);
+        if (!d)
+            return "invalid time interval " + quoted(value);
+        opts.cpu_time = d->count() == 0 ? std::nullopt : std::optional(*d);
         break;
     }
     case opt::kill_after: {
@@ -431,6 +440,9 @@ Run COMMAND with its whole process tree contained; stop the tree when COMMAND
 exits, when it times out, or when cgrun is interrupted.
 
   -t, --timeout=DURATION     stop the tree after DURATION (0: no limit)
+      --cpu-time=DURATION    stop the tree when all its processes together
+                               have used DURATION of CPU time (0: no limit;
+                               needs the scope or cgroup method)
   -k, --kill-after=DURATION  to stop the tree, send SIG first and SIGKILL
                                DURATION later (default: 0, SIGKILL at once;
                                5s when -s is given)
@@ -482,7 +494,7 @@ PATTERN is a shell glob (fnmatch(3); '*' also matches '/') matched against the
 whole command line of a leftover, its arguments joined by single spaces.
 
 Exit status: that of COMMAND; 123 if it succeeded but left processes running
-(--on-leak=fail); 124 if it timed out (also when the tree was
+(--on-leak=fail); 124 if it timed out or used up --cpu-time (also when the tree was
 killed with SIGKILL: timeout(1) gives 137 then); 125 if cgrun failed;
 126 if COMMAND is not executable; 127 if it was not found; 128+N if it died
 of signal N, or if cgrun was stopped by signal N.

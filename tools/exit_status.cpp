@@ -17,7 +17,7 @@ int exit_status(const run_report& r, std::optional<int> caught_signal, bool pres
 {
     if (caught_signal)
         return 128 + *caught_signal;
-    if (r.timed_out && !preserve_status)
+    if ((r.timed_out || r.cpu_time_exceeded) && !preserve_status)
         return exit_timed_out;
     if (r.signal)
         return 128 + *r.signal;

@@ -73,7 +73,8 @@ public:
     // and the memory peak before systemd removes an emptied scope.
     [[nodiscard]] int memory_events_fd() const noexcept;
     [[nodiscard]] const cgrun::placement& placement() const noexcept;
-    // When the timeout of the options expires (counted from spawn), if there is one: an
+    // When the timeout of the options expires (counted from spawn), if there is one, or,
+    // with a cpu_time limit, when its usage is to be checked next (at most 10 ms ahead): an
     // event loop should call wait_for(0ms) then.
     [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> deadline() const noexcept;
 

@@ -105,6 +105,14 @@ struct options {
 
     // Wall-clock limit for the whole tree, counted from spawn; nullopt = none.
     std::optional<std::chrono::milliseconds> timeout;
+    // Limit on the CPU time of the whole tree (all its processes, live and exited, user and
+    // system, as the tree's cgroup counts it in cpu.stat; no controller needed); nullopt =
+    // none. When it is used up the tree is stopped as at a timeout (kill policy) and the
+    // report says cpu_time_exceeded (timed_out stays false). Checked by wait()/wait_for()
+    // at least every 10 ms, more often as the limit nears; the tree may overrun it by what
+    // its processes use between two checks and until the kill (see README). Needs a cgroup:
+    // spawn() fails with errc::controller_unavailable under subreaper and pgroup.
+    std::optional<std::chrono::milliseconds> cpu_time;
     kill_policy kill{};
     // When the main child exits by itself: kill what it left running (default) or keep it.
     bool keep_orphans = false;

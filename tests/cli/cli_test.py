@@ -1150,6 +1150,48 @@ class Limits(CgrunTestCase):
         self.assertIn("memory", proc.stderr.decode())
 
 
+class CpuTime(CgrunTestCase):
+    """--cpu-time: the tree's total CPU time is bounded; used up, it is stopped with 124."""
+
+    BUSY = "setsid sh -c 'while :; do :; done' & setsid sh -c 'while :; do :; done' & wait"
+
+    def test_used_up_exits_124(self):
+        start = time.monotonic()
+        proc = self.run_cgrun(["--cpu-time", "300ms", "--json", self.path("r.json"), "--",
+                               SH, "-c", self.BUSY])
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertLess(time.monotonic() - start, 10)
+        with open(self.path("r.json")) as f:
+            report = json.load(f)
+        self.assertFalse(report["timed_out"])
+        self.assertGreaterEqual(report["cpu_user_ms"] + report["cpu_system_ms"], 300)
+        self.assertEqual(report["remaining_processes"], 0)
+
+    def test_preserve_status(self):
+        proc = self.run_cgrun(["--cpu-time", "100ms", "--preserve-status", "--", SH, "-c", self.BUSY])
+        self.assertEqual(proc.returncode, 128 + signal.SIGKILL, proc.stderr)
+
+    def test_under_the_limit_keeps_the_status(self):
+        proc = self.run_cgrun(["--cpu-time", "5s", "--", SH, "-c", "exit 3"])
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        proc = self.run_cgrun(["--cpu-time", "0", "--", SH, "-c", "exit 4"])  # 0: no limit
+        self.assertEqual(proc.returncode, 4, proc.stderr)
+
+    def test_verbose_says_why(self):
+        proc = self.run_cgrun(["-v", "--cpu-time", "100ms", "--", SH, "-c", self.BUSY])
+        self.assertEqual(proc.returncode, 124)
+        self.assertIn("used up the CPU time of", proc.stderr.decode())
+
+    def test_without_a_cgroup_it_is_refused(self):
+        for m in ("pgroup", "subreaper"):
+            self.assert_rejected(["-m", m, "--cpu-time", "1s", "--", SH, "-c",
+                                  "touch " + self.path("started")], needle="CPU-time limit")
+            self.assertFalse(os.path.exists(self.path("started")))
+
+    def test_bad_durations(self):
+        self.assert_rejected(["--cpu-time", "abc", "true"], needle="time interval")
+
+
 class Terminal(CgrunTestCase):
     """cgrun in the foreground of a terminal hands it to the command, as a shell does."""
 
