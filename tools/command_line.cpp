@@ -49,7 +49,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 22> specs{{
+constexpr std::array<opt_spec, 23> specs{{
     {"timeout", 't', true, opt::timeout},
     {"cpu-time", '\0', true, opt::cpu_time},
     {"kill-after", 'k', true, opt::kill_after},
