@@ -5,14 +5,10 @@
 
 #include <poll.h>
 
-#include <algorithm>
-#include <thread>
-
 namespace cgrun {
 
 using namespace std::chrono_literals;
 using detail::child_state;
-
 
 namespace {
 
@@ -124,31 +120,6 @@ void retry_cleanup(child_state& st)
     st.report = detail::make_report(st);
 }
 
-// ---- the CPU-time limit ---------------------------------------------------------------------
-
-// The checks of a cpu_time limit are this far apart at most, and at least 1 ms apart.
-constexpr std::chrono::microseconds cpu_check_max = 10ms;
-constexpr std::chrono::microseconds cpu_check_min = 1ms;
-
-// Reads the tree's CPU time: true when the limit is used up; else schedules the next check.
-// The tree cannot use more than one CPU-second per second per online CPU, so it cannot reach
-// the limit before (limit - used) / CPUs: the check sleeps that long, between 1 and 10 ms,
-// and looks more often as the limit nears.
-bool cpu_time_used_up(child_state& st)
-{
-    auto limit = std::chrono::duration_cast<std::chrono::microseconds>(*st.opts.cpu_time);
-    auto used = st.held->cpu_usage();
-    if (used && *used >= limit)
-        return true;
-    auto next = cpu_check_max;
-    if (used) {
-        static const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
-        next = std::clamp((limit - *used) / cpus, cpu_check_min, cpu_check_max);
-    }
-    st.next_cpu_check = sys::now() + next;
-    return false;
-}
-
 run_report on_main_exit(child_state& st)
 {
     // Peek, do not reap: the main process stays a zombie while the rest of the tree is
@@ -162,6 +133,18 @@ run_report on_main_exit(child_state& st)
         if (!st.opts.keep_orphans)
             stop_tree(st, st.opts.kill);
     }
+    return finish(st);
+}
+
+// A limit (the timeout, the CPU time) was reached: unless the main process exited in the same
+// instant (then it is no limit's doing), mark which and stop the tree.
+run_report limit_reached(child_state& st, bool& which)
+{
+    auto ws = st.main.wait(st.main.pidfd.get(), true);
+    if (ws && ws->exited)
+        return on_main_exit(st);
+    which = true;
+    stop_tree(st, st.opts.kill);
     return finish(st);
 }
 
@@ -255,23 +238,10 @@ result<std::optional<run_report>> child::wait_for(std::chrono::milliseconds d)
         }
         if (ev->first)
             return std::optional<run_report>(on_main_exit(st));
-        if (st.deadline && sys::now() >= *st.deadline) {
-            // The main process may have exited in the same instant: then it is not a timeout.
-            auto ws = st.main.wait(st.main.pidfd.get(), true);
-            if (ws && ws->exited)
-                return std::optional<run_report>(on_main_exit(st));
-            st.timed_out = true;
-            stop_tree(st, st.opts.kill);
-            return std::optional<run_report>(finish(st));
-        }
-        if (st.next_cpu_check && sys::now() >= *st.next_cpu_check && cpu_time_used_up(st)) {
-            auto ws = st.main.wait(st.main.pidfd.get(), true);
-            if (ws && ws->exited)
-                return std::optional<run_report>(on_main_exit(st));
-            st.cpu_time_exceeded = true;
-            stop_tree(st, st.opts.kill);
-            return std::optional<run_report>(finish(st));
-        }
+        if (st.deadline && sys::now() >= *st.deadline)
+            return std::optional<run_report>(limit_reached(st, st.timed_out));
+        if (st.next_cpu_check && sys::now() >= *st.next_cpu_check && detail::cpu_time_used_up(st))
+            return std::optional<run_report>(limit_reached(st, st.cpu_time_exceeded));
         if (sys::now() >= until)
             return std::optional<run_report>();
     }
@@ -285,30 +255,28 @@ result<run_report> child::wait()
     return std::move(**r);
 }
 
+// terminate() and kill(): stops the tree now with `policy`, unless the run is over already.
+static result<run_report> cancel(child_state* st, const char* what, kill_policy policy)
+{
+    if (!st)
+        return error::make(errc::invalid_argument, std::string(what) + " a moved-from child");
+    if (st->report)
+        return *st->report;
+    st->cancelled = true;
+    stop_tree(*st, policy);
+    return finish(*st);
+}
+
 result<run_report> child::terminate()
 {
-    if (!s_)
-        return error::make(errc::invalid_argument, "terminate a moved-from child");
-    auto& st = *s_;
-    if (st.report)
-        return *st.report;
-    st.cancelled = true;
-    stop_tree(st, st.opts.kill);
-    return finish(st);
+    return cancel(s_.get(), "terminate", s_ ? s_->opts.kill : kill_policy{});
 }
 
 result<run_report> child::kill()
 {
-    if (!s_)
-        return error::make(errc::invalid_argument, "kill a moved-from child");
-    auto& st = *s_;
-    if (st.report)
-        return *st.report;
-    st.cancelled = true;
-    kill_policy now = st.opts.kill;
+    kill_policy now = s_ ? s_->opts.kill : kill_policy{};
     now.grace = 0ms;
-    stop_tree(st, now);
-    return finish(st);
+    return cancel(s_.get(), "kill", now);
 }
 
 result<child> spawn(options opts)

@@ -45,6 +45,10 @@ struct child_state {
     bool detached = false;
 };
 
+// With a cpu_time limit: reads the tree's CPU time; true when the limit is used up, else
+// sets next_cpu_check (cpu_limit.cpp).
+bool cpu_time_used_up(child_state& st);
+
 // The report of a finished run: a pure function of its state.
 run_report make_report(const child_state& st);
 
