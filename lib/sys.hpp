@@ -1,8 +1,9 @@
 #pragma once
 
-// The system calls of the parent side. (The other file that makes raw calls is spawn.cpp:
-// the code between clone and exec, and the clone/fork fallbacks around it, must stay next
-// to the child they create.) Everything opens O_CLOEXEC and retries EINTR.
+// The system calls of the parent side. (The other files that make raw calls run in forked
+// children and must stay next to them: spawn.cpp, the code between clone and exec and the
+// clone/fork fallbacks around it; method_subreaper.cpp, the reaper; guard.cpp, the guard.)
+// Everything opens O_CLOEXEC and retries EINTR.
 //
 // One errno convention: a call that can say what it touched returns result<T>, whose error
 // carries the errno and names the call and the path; the few that return `int` or `pid_t`
