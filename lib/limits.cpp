@@ -1,5 +1,5 @@
 // Resource limits (-p NAME=VALUE): parsed with systemd's value syntax into scope properties
-// and cgroup v2 files.
+// and cgroup v2 files; and the other checks of options before a spawn.
 
 #include "limits.hpp"
 
@@ -340,6 +340,19 @@ result<std::vector<limit_setting>> parse_limits(const std::vector<limit>& limits
         out.push_back(std::move(s));
     }
     return out;
+}
+
+result<std::vector<limit_setting>> check_options(const options& opts)
+{
+    if (opts.argv.empty())
+        return error::make(errc::invalid_argument, "no command");
+    if (opts.timeout && opts.timeout->count() < 0)
+        return error::make(errc::invalid_argument, "negative timeout");
+    if (opts.cpu_time && opts.cpu_time->count() <= 0)
+        return error::make(errc::invalid_argument, "the CPU-time limit must be positive");
+    if (opts.kill.signal <= 0 || opts.kill.signal >= NSIG)
+        return error::make(errc::invalid_argument, "invalid signal " + std::to_string(opts.kill.signal));
+    return parse_limits(opts.limits);
 }
 
 } // namespace cgrun::detail

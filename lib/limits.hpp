@@ -46,4 +46,8 @@ struct host_totals {
 result<std::vector<limit_setting>> parse_limits(const std::vector<limit>& limits,
                                                 const host_totals* host = nullptr);
 
+// What spawn() refuses before it starts anything (no command, a negative timeout, a bad
+// signal, a limit that does not parse); the parsed limits otherwise.
+result<std::vector<limit_setting>> check_options(const options& opts);
+
 } // namespace cgrun::detail
