@@ -28,7 +28,7 @@ public:
     void abandon() noexcept override { cg_.release(); }
     // Marks the leaf kept (xattr user.cgrun.kept): the sweep of a later spawn then removes it
     // once it is empty instead of killing what it holds. (cgroup2 refuses to rename.)
-    std::optional<std::string> hand_over() override;
+    result<std::optional<std::string>> hand_over() override;
     // The leaf is ours to remove.
     [[nodiscard]] guard_target guard() const override;
 

@@ -91,8 +91,10 @@ bool cleanup(child_state& st, bool patient)
     bool done = m.reaped && st.remaining == 0 && !t.holds_resources();
     if (!done && st.opts.keep_orphans && m.reaped && !st.timed_out && !st.cpu_time_exceeded && !st.cancelled) {
         // Kept orphans are the caller's now: neither the guard nor a sweep may kill them.
-        if (auto moved = t.hand_over())
-            st.where.cgroup = moved;
+        if (auto moved = t.hand_over(); !moved)
+            st.late_error = moved.error().message();
+        else if (*moved)
+            st.where.cgroup = *moved;
         done = true;
     }
     if (done)

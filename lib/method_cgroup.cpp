@@ -99,12 +99,17 @@ result<void> cgroup_tree::finish()
     return cg_.remove(cgroup2()->fd);
 }
 
-std::optional<std::string> cgroup_tree::hand_over()
+result<std::optional<std::string>> cgroup_tree::hand_over()
 {
+    result<void> marked;
     if (cg_.valid())
-        (void)sys::set_xattr(cg_.fd(), kept_xattr, "1"); // user xattrs on cgroup2: Linux 5.7
+        marked = sys::set_xattr(cg_.fd(), kept_xattr, "1"); // user xattrs on cgroup2: Linux 5.7
+    auto path = cg_.path();
     cg_.release();
-    return std::nullopt;
+    if (!marked)
+        return error{marked.error().code, "kept orphans in " + path + " are not marked kept (" +
+                                              marked.error().message() + "): a later run's sweep may kill them"};
+    return std::optional<std::string>();
 }
 
 guard_target cgroup_tree::guard() const

@@ -109,12 +109,8 @@ private:
 
 result<placed> place_in_pgroup(const place_request& r)
 {
-    if (!r.limits.empty())
-        return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
-                                                             r.limits.front().controller +
-                                                             " controller, and the pgroup method has no cgroup");
-    if (r.opts.cpu_time)
-        return cpu_time_needs_cgroup(r.opts, "pgroup");
+    if (auto refused = needs_cgroup(r, "pgroup"))
+        return *refused;
     auto sp = start_process(launch_request(r.opts));
     if (!sp)
         return sp.error();

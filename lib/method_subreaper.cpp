@@ -528,10 +528,10 @@ public:
     [[nodiscard]] guard_target guard() const override { return {}; }
 
     // Kept orphans go to the caller now: the reaper lets go of them and exits.
-    std::optional<std::string> hand_over() override
+    result<std::optional<std::string>> hand_over() override
     {
         let_go();
-        return std::nullopt;
+        return std::optional<std::string>();
     }
 
     void abandon() noexcept override { let_go(); }
@@ -605,12 +605,8 @@ private:
 
 result<placed> place_in_subreaper(const place_request& r)
 {
-    if (!r.limits.empty())
-        return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
-                                                             r.limits.front().controller +
-                                                             " controller, and the subreaper method has no cgroup");
-    if (r.opts.cpu_time)
-        return cpu_time_needs_cgroup(r.opts, "subreaper");
+    if (auto refused = needs_cgroup(r, "subreaper"))
+        return *refused;
     auto pair = sys::make_seqpacket_pair();
     if (!pair)
         return pair.error();

@@ -119,7 +119,11 @@ result<setup_result> setup_cgroup(const setup_options& o)
     auto leaf = sys::open_dir(fd->get(), o.leaf);
     if (!leaf)
         return error::make(errc::cgroup_not_delegated, "open " + r.leaf + ": " + leaf.error().message());
-    (void)sys::set_xattr(leaf->get(), detail::setup_xattr, "1"); // lets the cgroup method find the parent
+    // The mark lets the cgroup method, run from inside the leaf, put its leaves next to it.
+    if (auto m = sys::set_xattr(leaf->get(), detail::setup_xattr, "1"); !m)
+        r.warnings.push_back("could not mark " + r.leaf + " (" + m.error().message() +
+                             "): the cgroup method will not find " + r.cgroup +
+                             " by itself; pass --cgroup-parent " + r.cgroup);
 
     // Processes may fork while they are moved: repeat until none is left (bounded).
     for (int round = 0; round < 20; ++round) {

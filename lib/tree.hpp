@@ -83,22 +83,14 @@ public:
     [[nodiscard]] virtual bool holds_resources() const { return false; }
     // The caller keeps what the main process left running (keep_orphans): stop owning it,
     // and make sure no later sweep of stale leaves takes it for a crashed run's. Returns
-    // where the tree lives now if that changed.
-    virtual std::optional<std::string> hand_over() { return std::nullopt; }
+    // where the tree lives now if that changed; an error when the tree is handed over but
+    // not protected (the caller is told: never silently weaker).
+    virtual result<std::optional<std::string>> hand_over() { return std::optional<std::string>(); }
     // Forgets the tree without touching it (detach()).
     virtual void abandon() noexcept {}
     // What the spawner-death guard needs to kill the tree (and remove what is ours).
     [[nodiscard]] virtual guard_target guard() const = 0;
 };
-
-// The error of a method without a cgroup asked for a CPU-time limit (options::cpu_time).
-inline error cpu_time_needs_cgroup(const options& o, std::string_view m)
-{
-    return error::make(errc::controller_unavailable,
-                       "the CPU-time limit needs a cgroup (scope or cgroup method) to measure the tree while it "
-                       "runs, and the " + std::string(m) + " method has none" +
-                           (o.method == method::automatic ? " (neither scope nor cgroup could be had)" : ""));
-}
 
 // What a method's placement asks for, besides the options.
 struct place_request {
@@ -106,6 +98,22 @@ struct place_request {
     const std::vector<limit_setting>& limits;
     main_process* main; // where the tree's main process will live (pgroup reads it, subreaper sets `wait`)
 };
+
+// The refusal of a method without a cgroup (`m`) asked for what only a cgroup can do: a
+// limit (-p) or a CPU-time limit. nullopt when the request asks for neither.
+inline std::optional<error> needs_cgroup(const place_request& r, std::string_view m)
+{
+    if (!r.limits.empty())
+        return error::make(errc::controller_unavailable, r.limits.front().given() + " needs the " +
+                                                             r.limits.front().controller + " controller, and the " +
+                                                             std::string(m) + " method has no cgroup");
+    if (r.opts.cpu_time)
+        return error::make(errc::controller_unavailable,
+                           "the CPU-time limit needs a cgroup (scope or cgroup method) to measure the tree while it "
+                           "runs, and the " + std::string(m) + " method has none" +
+                               (r.opts.method == method::automatic ? " (neither scope nor cgroup could be had)" : ""));
+    return std::nullopt;
+}
 
 // A child placed in its tree, not yet released to exec.
 struct placed {

@@ -236,14 +236,8 @@ bool report_leaks(const run_report& r, const std::vector<std::string>& allowed)
     return true;
 }
 
-int run_command(const command_line& cmd)
+int run_command(const command_line& cmd, json_file& json)
 {
-    auto opened = json_file::open_optional(cmd.json_path);
-    if (!opened) {
-        warn(opened.error().message());
-        return exit_internal;
-    }
-    json_file json = std::move(*opened);
 
     auto signals = catch_signals();
     if (!signals) {
@@ -316,12 +310,20 @@ int main(int argc, char** argv)
     case action::version:
         std::fputs("cgrun " CGRUN_VERSION "\n", stdout);
         return std::fflush(stdout) == 0 ? 0 : exit_internal;
-    case action::check:
-        return run_check(cmd);
-    case action::setup:
-        return run_setup(cmd);
-    case action::run:
+    default:
         break;
     }
-    return run_command(cmd);
+    // --json FILE is opened (created) before anything runs: a path that cannot be written
+    // is an error before the command starts, not after it ran.
+    auto opened = json_file::open_optional(cmd.json_path);
+    if (!opened) {
+        warn(opened.error().message());
+        return exit_internal;
+    }
+    json_file json = std::move(*opened);
+    if (cmd.what == action::check)
+        return run_check(cmd, json);
+    if (cmd.what == action::setup)
+        return run_setup(cmd, json);
+    return run_command(cmd, json);
 }

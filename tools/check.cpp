@@ -222,14 +222,8 @@ nlohmann::json proof_json(const proof& p)
 
 } // namespace
 
-int run_setup(const command_line& cmd)
+int run_setup(const command_line& cmd, json_file& json)
 {
-    auto opened = json_file::open_optional(cmd.json_path);
-    if (!opened) {
-        warn(opened.error().message());
-        return exit_internal;
-    }
-    json_file json = std::move(*opened);
     setup_options o;
     o.cgroup = cmd.opts.cgroup.parent;
     auto r = setup_cgroup(o);
@@ -246,10 +240,12 @@ int run_setup(const command_line& cmd)
     std::fprintf(out, "cgrun: %s: moved %zu process(es) to %s; enabled %s; controllers for children: %s\n",
                  r->cgroup.c_str(), r->moved.size(), r->leaf.c_str(), enabled.empty() ? "none" : enabled.c_str(),
                  all.empty() ? "none" : all.c_str());
+    for (const auto& w : r->warnings)
+        warn("warning: " + w);
     std::fflush(out);
     nlohmann::json doc = {{"version", 1},         {"cgroup", r->cgroup},   {"leaf", r->leaf},
                           {"moved", r->moved},    {"enabled", r->enabled}, {"controllers", r->controllers},
-                          {"changed", !r->moved.empty() || !r->enabled.empty()}};
+                          {"changed", !r->moved.empty() || !r->enabled.empty()}, {"warnings", r->warnings}};
     if (auto w = json.write(doc.dump(2)); !w) {
         warn(w.error().message());
         return exit_internal;
@@ -257,14 +253,8 @@ int run_setup(const command_line& cmd)
     return 0;
 }
 
-int run_check(const command_line& cmd)
+int run_check(const command_line& cmd, json_file& json)
 {
-    auto opened = json_file::open_optional(cmd.json_path);
-    if (!opened) {
-        warn(opened.error().message());
-        return exit_internal;
-    }
-    json_file json = std::move(*opened);
     // With --json - the JSON owns stdout.
     std::FILE* out = cmd.json_path == "-" ? stderr : stdout;
 

@@ -53,6 +53,9 @@ struct setup_result {
     std::vector<int> moved;            // pids moved by this call
     std::vector<std::string> enabled;  // controllers this call enabled
     std::vector<std::string> controllers; // enabled for children now
+    // What was done but weaker than asked, each a sentence (e.g. the leaf could not be marked,
+    // so the cgroup method will not find the parent by itself). Empty when all went as asked.
+    std::vector<std::string> warnings;
 };
 // Errors: cgroup2_unavailable, cgroup_not_delegated (not writable, a threaded cgroup, a
 // process that cannot be moved), controller_unavailable (a controller that cannot be

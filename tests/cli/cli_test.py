@@ -455,6 +455,30 @@ class Containment(CgrunTestCase):
         if r["method"] == "cgroup":
             self.cgroups_to_remove.append(r["cgroup"])
 
+    def test_keep_orphans_says_when_the_leaf_cannot_be_marked_kept(self):
+        # The payload uses up the user xattrs kernfs allows on its own leaf (128), so cgrun's
+        # mark user.cgrun.kept cannot be set: the hand-over must say so, not stay silent.
+        fill = ("import os\n"
+                "d = [l[3:].strip() for l in open('/proc/self/cgroup') if l.startswith('0::')][0]\n"
+                f"p = os.path.join({cgroup2_mount()!r}, d.lstrip('/'))\n"
+                "for i in range(1000):\n"
+                "    try: os.setxattr(p, 'user.fill%d' % i, b'x')\n"
+                "    except OSError: break\n")
+        with open(self.path("fill.py"), "w") as f:
+            f.write(fill)
+        proc, r = self.run_json(["-m", "cgroup", "--on-leak=keep", "--", SH, "-c",
+                                 f"python3 {self.path('fill.py')}; sleep 60 >/dev/null 2>&1 & "
+                                 f"echo $! > {self.path('orphan')}"])
+        if r.get("method") != "cgroup":
+            self.skipTest("no cgroup method here: " + proc.stderr.decode())
+        self.cgroups_to_remove.append(r["cgroup"])
+        orphan = self.watch("orphan")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIsNotNone(r["error"])
+        self.assertIn("not marked kept", r["error"])
+        self.assertIn("not marked kept", proc.stderr.decode())
+        self.kill_watched(orphan)
+
     def test_kill_after_escalates_when_term_is_ignored(self):
         start = time.monotonic()
         proc, r = self.run_json(["-t", "0.3", "-k", "0.5", "--", SH, "-c",
@@ -677,7 +701,37 @@ class SetupCgroup(CgrunTestCase):
             again = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
             self.assertEqual(again.returncode, 0, again.stderr)
             r2 = json.loads(again.stdout)
-            self.assertEqual((r2["moved"], r2["enabled"], r2["changed"]), ([], [], False))
+            self.assertEqual((r2["moved"], r2["enabled"], r2["changed"], r2["warnings"]), ([], [], False, []))
+        finally:
+            sleeper.kill()
+            sleeper.wait()
+
+    def test_says_when_the_leaf_cannot_be_marked(self):
+        # A leaf "init" that exists already and whose user xattrs are used up (kernfs allows
+        # 128): the processes move, and the missing mark is a warning, not silence.
+        mount = cgroup2_mount()
+        cg = f"/cgrun-cli-setup-mark-{os.getpid()}"
+        d = os.path.join(mount, cg.lstrip("/"))
+        os.makedirs(os.path.join(d, "init"))
+        self.cgroups_to_remove += [cg, cg + "/init"]
+        for i in range(1000):
+            try:
+                os.setxattr(os.path.join(d, "init"), f"user.fill{i}", b"x")
+            except OSError:
+                break
+        else:
+            self.skipTest("user xattrs on this cgroupfs have no limit to use up")
+        sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
+        with open(os.path.join(d, "cgroup.procs"), "w") as f:
+            f.write(str(sleeper.pid))
+        try:
+            proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            r = json.loads(proc.stdout)
+            self.assertEqual(r["moved"], [sleeper.pid])
+            self.assertEqual(len(r["warnings"]), 1, r)
+            self.assertIn("--cgroup-parent " + cg, r["warnings"][0])
+            self.assertIn("cgrun: warning: could not mark " + cg + "/init", proc.stderr.decode())
         finally:
             sleeper.kill()
             sleeper.wait()
