@@ -671,70 +671,66 @@ class SetupCgroup(CgrunTestCase):
         self.assertEqual(len(self.stderr_lines(proc)), 1, proc.stderr)
         self.assertIn("root of the cgroup hierarchy", proc.stderr.decode())
 
-    def test_moves_the_processes_and_is_idempotent(self):
-        mount = cgroup2_mount()
+    def cgroup_with_sleeper(self, name, fill_init_xattrs=False):
+        """A new cgroup `name` below our own holding one `sleep 60`: (cgroup path, its
+        directory, the sleeper). With fill_init_xattrs, its leaf init exists already with
+        every user xattr kernfs allows (128) used up; None when there is no such limit."""
         mine = None
         with open("/proc/self/cgroup") as f:
             for line in f:
                 if line.startswith("0::"):
                     mine = line[3:].strip()
-        name = f"cgrun-cli-setup-{os.getpid()}"
         cg = (mine.rstrip("/") if mine and mine != "/" else "") + "/" + name
-        d = os.path.join(mount, cg.lstrip("/"))
+        d = os.path.join(cgroup2_mount(), cg.lstrip("/"))
         os.mkdir(d)
         self.cgroups_to_remove += [cg, cg + "/init"]
+        if fill_init_xattrs:
+            os.mkdir(os.path.join(d, "init"))
+            for i in range(1000):
+                try:
+                    os.setxattr(os.path.join(d, "init"), f"user.fill{i}", b"x")
+                except OSError:
+                    break
+            else:
+                return None
         sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
+        self.addCleanup(sleeper.wait)
+        self.addCleanup(sleeper.kill)
         with open(os.path.join(d, "cgroup.procs"), "w") as f:
             f.write(str(sleeper.pid))
-        try:
-            proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-            r = json.loads(proc.stdout)
-            self.assertEqual(r["moved"], [sleeper.pid])
-            self.assertEqual(r["leaf"], cg + "/init")
-            self.assertTrue(r["changed"])
-            with open(os.path.join(d, "init", "cgroup.procs")) as f:
-                self.assertEqual(f.read().split(), [str(sleeper.pid)])
-            with open(os.path.join(d, "cgroup.procs")) as f:
-                self.assertEqual(f.read().split(), [])
-            self.assertIsNone(sleeper.poll(), "the moved process died")
-            again = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
-            self.assertEqual(again.returncode, 0, again.stderr)
-            r2 = json.loads(again.stdout)
-            self.assertEqual((r2["moved"], r2["enabled"], r2["changed"], r2["warnings"]), ([], [], False, []))
-        finally:
-            sleeper.kill()
-            sleeper.wait()
+        return cg, d, sleeper
+
+    def setup_json(self, cg):
+        proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return proc, json.loads(proc.stdout)
+
+    def test_moves_the_processes_and_is_idempotent(self):
+        cg, d, sleeper = self.cgroup_with_sleeper(f"cgrun-cli-setup-{os.getpid()}")
+        _, r = self.setup_json(cg)
+        self.assertEqual(r["moved"], [sleeper.pid])
+        self.assertEqual(r["leaf"], cg + "/init")
+        self.assertTrue(r["changed"])
+        with open(os.path.join(d, "init", "cgroup.procs")) as f:
+            self.assertEqual(f.read().split(), [str(sleeper.pid)])
+        with open(os.path.join(d, "cgroup.procs")) as f:
+            self.assertEqual(f.read().split(), [])
+        self.assertIsNone(sleeper.poll(), "the moved process died")
+        _, r2 = self.setup_json(cg)
+        self.assertEqual((r2["moved"], r2["enabled"], r2["changed"], r2["warnings"]), ([], [], False, []))
 
     def test_says_when_the_leaf_cannot_be_marked(self):
-        # A leaf "init" that exists already and whose user xattrs are used up (kernfs allows
-        # 128): the processes move, and the missing mark is a warning, not silence.
-        mount = cgroup2_mount()
-        cg = f"/cgrun-cli-setup-mark-{os.getpid()}"
-        d = os.path.join(mount, cg.lstrip("/"))
-        os.makedirs(os.path.join(d, "init"))
-        self.cgroups_to_remove += [cg, cg + "/init"]
-        for i in range(1000):
-            try:
-                os.setxattr(os.path.join(d, "init"), f"user.fill{i}", b"x")
-            except OSError:
-                break
-        else:
+        # A leaf "init" that exists already and whose user xattrs are used up: the processes
+        # move, and the missing mark is a warning, not silence.
+        made = self.cgroup_with_sleeper(f"cgrun-cli-setup-mark-{os.getpid()}", fill_init_xattrs=True)
+        if made is None:
             self.skipTest("user xattrs on this cgroupfs have no limit to use up")
-        sleeper = subprocess.Popen(["sleep", "60"], env=self.env)
-        with open(os.path.join(d, "cgroup.procs"), "w") as f:
-            f.write(str(sleeper.pid))
-        try:
-            proc = self.run_cgrun(["--setup-cgroup", "--cgroup-parent", cg, "--json", "-"])
-            self.assertEqual(proc.returncode, 0, proc.stderr)
-            r = json.loads(proc.stdout)
-            self.assertEqual(r["moved"], [sleeper.pid])
-            self.assertEqual(len(r["warnings"]), 1, r)
-            self.assertIn("--cgroup-parent " + cg, r["warnings"][0])
-            self.assertIn("cgrun: warning: could not mark " + cg + "/init", proc.stderr.decode())
-        finally:
-            sleeper.kill()
-            sleeper.wait()
+        cg, _, sleeper = made
+        proc, r = self.setup_json(cg)
+        self.assertEqual(r["moved"], [sleeper.pid])
+        self.assertEqual(len(r["warnings"]), 1, r)
+        self.assertIn("--cgroup-parent " + cg, r["warnings"][0])
+        self.assertIn("cgrun: warning: could not mark " + cg + "/init", proc.stderr.decode())
 
     def test_takes_no_command(self):
         proc = self.run_cgrun(["--setup-cgroup", "true"])
