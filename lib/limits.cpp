@@ -317,11 +317,19 @@ result<std::vector<limit_setting>> parse_limits(const std::vector<limit>& limits
             bool cpu = l.name == "CPUWeight";
             s.controller = cpu ? "cpu" : "io";
             s.file = cpu ? "cpu.weight" : "io.weight";
-            auto w = parse_weight(l.value);
-            if (!w)
-                return bad(l, "expected a weight from 1 to 10000 (the default is 100)");
-            s.property.value = *w;
-            s.file_value = cpu ? std::to_string(*w) : "default " + std::to_string(*w);
+            if (cpu && l.value == "idle") {
+                // systemd's "idle" (v250+): weight 0 on the bus (CGROUP_WEIGHT_IDLE), and
+                // cpu.idle=1 instead of cpu.weight (SCHED_IDLE for the cgroup, Linux 5.15).
+                s.file = "cpu.idle";
+                s.file_value = "1";
+                s.property.value = std::uint64_t{0};
+            } else if (auto w = parse_weight(l.value); !w) {
+                return bad(l, cpu ? "expected a weight from 1 to 10000 (the default is 100), or idle"
+                                  : "expected a weight from 1 to 10000 (the default is 100)");
+            } else {
+                s.property.value = *w;
+                s.file_value = cpu ? std::to_string(*w) : "default " + std::to_string(*w);
+            }
         } else if (l.name == "AllowedCPUs") {
             s.controller = "cpuset";
             s.file = "cpuset.cpus";

@@ -460,8 +460,9 @@ exits, when it times out, or when cgrun is interrupted.
                                MemoryMax=, MemoryHigh=, MemoryLow=, MemoryMin=,
                                MemorySwapMax= (1.5G, 50% of RAM, infinity),
                                TasksMax= (N, N%, infinity), CPUQuota= (0.5%),
-                               CPUWeight=, IOWeight= (1-10000), AllowedCPUs=
-                               (0-3,5); a missing controller fails with 125
+                               CPUWeight= (1-10000, idle), IOWeight= (1-10000),
+                               AllowedCPUs= (0-3,5); a missing controller fails
+                               with 125
       --on-leak=POLICY       what COMMAND leaves running when it exits: kill
                                (default), keep, or fail: kill it and exit 123
                                if COMMAND succeeded

@@ -159,7 +159,18 @@ TEST_CASE("CPUWeight and IOWeight: 1 to 10000")
     CHECK(u64(io) == 10000u);
     CHECK_FALSE(parse_limits({{"CPUWeight", "0"}}, &host).has_value());
     CHECK_FALSE(parse_limits({{"IOWeight", "10001"}}, &host).has_value());
-    CHECK_FALSE(parse_limits({{"CPUWeight", "idle"}}, &host).has_value());
+    CHECK_FALSE(parse_limits({{"IOWeight", "idle"}}, &host).has_value());
+}
+
+TEST_CASE("CPUWeight=idle: cpu.idle for the cgroup method, weight 0 for systemd")
+{
+    auto c = one("CPUWeight", "idle");
+    CHECK(c.controller == "cpu");
+    CHECK(c.file == "cpu.idle");
+    CHECK(c.file_value == "1");
+    CHECK(c.property.name == "CPUWeight");
+    CHECK(u64(c) == 0u);
+    CHECK(error_of("CPUWeight", "idel").find("or idle") != std::string::npos);
 }
 
 TEST_CASE("AllowedCPUs: a CPU list, as a bitmask for systemd and a list for cpuset.cpus")

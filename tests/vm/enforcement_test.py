@@ -336,6 +336,17 @@ def root_checks():
     def _():
         return written_files(parent)
 
+    @check("CPUWeight=idle: cpu.idle 1, for a scope (systemd's own doing) and for the cgroup method")
+    def _():
+        script = f"cat {cgroup2_mount()}$(sed -n 's/^0:://p' /proc/self/cgroup)/cpu.idle"
+        got = []
+        for opts in (["-m", "scope"], parent):
+            r = Run(opts + ["-p", "CPUWeight=idle"], ["sh", "-c", script])
+            expect(r.status == 0 and r.out.strip() == "1", f"{r['method']}: cpu.idle {r.out.strip()!r}, "
+                   f"exit {r.status}, want 1 and 0", r)
+            got.append(f"{r['method']}: cpu.idle={r.out.strip()}")
+        return ", ".join(got)
+
     @check("auto as root picks a scope of the system manager")
     def _():
         r = Run(["-m", "auto"], ["true"])
