@@ -44,41 +44,61 @@ std::optional<std::uint64_t> parse_digits(std::string_view s)
     return v;
 }
 
-// systemd's parse_size(.., 1024) for one number: "1.5G", "512M", "100", "2T", "1024B".
-// The fraction is of the unit, rounded down to a byte, as systemd does.
+// systemd's parse_size(.., 1024): one or more terms, each digits with an optional fraction
+// and a unit, the units descending ("1.5G", "1G 512M", "1 G", "10.M", "100"); a term without
+// a unit (bytes) can only be the last. The fraction is of the unit, rounded down to a byte.
 std::optional<std::uint64_t> parse_size(std::string_view s)
 {
-    constexpr std::string_view suffixes = "BKMGTPE";
-    std::uint64_t unit = 1;
-    if (!s.empty()) {
-        auto at = suffixes.find(s.back());
-        if (at != std::string_view::npos) {
-            unit = std::uint64_t{1} << (10 * at);
-            s.remove_suffix(1);
+    constexpr std::string_view units = "EPTGMKB"; // descending, then no unit (bytes)
+    auto skip = [&s](auto pred) {
+        std::size_t n = 0;
+        while (n < s.size() && pred(s[n]))
+            ++n;
+        auto taken = s.substr(0, n);
+        s.remove_prefix(n);
+        return taken;
+    };
+    auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n'; };
+    auto digit = [](char c) { return c >= '0' && c <= '9'; };
+    std::uint64_t total = 0;
+    std::size_t allowed = 0; // index in `units` of the largest unit the next term may have
+    do {
+        skip(space);
+        auto whole = parse_digits(skip(digit));
+        if (!whole)
+            return std::nullopt;
+        std::string_view frac_text;
+        if (!s.empty() && s.front() == '.') {
+            s.remove_prefix(1);
+            frac_text = skip(digit);
         }
-    }
-    auto dot = s.find('.');
-    auto whole = parse_digits(s.substr(0, dot));
-    if (!whole || *whole > infinity / unit)
-        return std::nullopt;
-    std::uint64_t v = *whole * unit;
-    if (dot != std::string_view::npos) {
-        auto frac_text = s.substr(dot + 1);
-        if (frac_text.empty() || frac_text.size() > 9)
+        skip(space);
+        auto at = s.empty() ? std::string_view::npos : units.find(s.front());
+        if (at == std::string_view::npos)
+            at = units.size(); // no unit: bytes
+        else
+            s.remove_prefix(1);
+        if (at < allowed || frac_text.size() > 9)
             return std::nullopt;
-        auto frac = parse_digits(frac_text);
-        if (!frac)
+        allowed = at + 1;
+        std::uint64_t unit = at == units.size() ? 1 : std::uint64_t{1} << (10 * (units.size() - 1 - at));
+        if (*whole > infinity / unit)
             return std::nullopt;
-        std::uint64_t scale = 1;
-        for (std::size_t i = 0; i < frac_text.size(); ++i)
-            scale *= 10;
-        auto add = muldiv(*frac, unit, scale); // < unit: fits
-
-        if (v > infinity - add)
+        std::uint64_t v = *whole * unit;
+        if (!frac_text.empty()) {
+            std::uint64_t scale = 1;
+            for (std::size_t i = 0; i < frac_text.size(); ++i)
+                scale *= 10;
+            auto add = muldiv(*parse_digits(frac_text), unit, scale); // < unit: fits
+            if (v > infinity - add)
+                return std::nullopt;
+            v += add;
+        }
+        if (total > infinity - v)
             return std::nullopt;
-        v += add;
-    }
-    return v;
+        total += v;
+    } while (!s.empty());
+    return total;
 }
 
 // systemd's parse_permyriad(): "N%" with up to two decimals, "N‰" with up to one, "N‱";

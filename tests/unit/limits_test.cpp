@@ -53,7 +53,6 @@ TEST_CASE("MemoryMax takes bytes with binary suffixes or infinity")
     CHECK_FALSE(parse_limits({{"MemoryMax", "-1"}}, &host).has_value());
     CHECK_FALSE(parse_limits({{"MemoryMax", ""}}, &host).has_value());
     CHECK_FALSE(parse_limits({{"MemoryMax", "G"}}, &host).has_value());
-    CHECK_FALSE(parse_limits({{"MemoryMax", "1.G"}}, &host).has_value());
     CHECK_FALSE(parse_limits({{"MemoryMax", "20E"}}, &host).has_value()); // overflows
 }
 
@@ -63,6 +62,21 @@ TEST_CASE("sizes take fractions of their unit, as systemd's parse_size")
     CHECK(one("MemoryMax", "0.5K").file_value == "512");
     CHECK(one("MemoryMax", "1.25M").file_value == std::to_string(1310720));
     CHECK(one("MemoryMax", "0.1K").file_value == "102"); // rounded down to a byte
+}
+
+TEST_CASE("sizes of several terms, units descending, as systemd's parse_size")
+{
+    CHECK(one("MemoryMax", "1G 512M").file_value == std::to_string(3ULL << 29));
+    CHECK(one("MemoryMax", "1G512M").file_value == std::to_string(3ULL << 29));
+    CHECK(one("MemoryMax", "1 G").file_value == std::to_string(1ULL << 30));
+    CHECK(one("MemoryMax", "1.G").file_value == std::to_string(1ULL << 30)); // systemd: "10.M is valid"
+    CHECK(one("MemoryMax", "2M 100").file_value == std::to_string((2ULL << 20) + 100));
+    CHECK(one("MemoryMax", "1M 1K 1B").file_value == std::to_string((1ULL << 20) + 1024 + 1));
+    CHECK_FALSE(parse_limits({{"MemoryMax", "512M 1G"}}, &host).has_value()); // units must descend
+    CHECK_FALSE(parse_limits({{"MemoryMax", "1M 1M"}}, &host).has_value());
+    CHECK_FALSE(parse_limits({{"MemoryMax", "100 1K"}}, &host).has_value()); // bytes only last
+    CHECK_FALSE(parse_limits({{"MemoryMax", "1G "}}, &host).has_value());
+    CHECK_FALSE(parse_limits({{"MemoryMax", "15E 1E"}}, &host).has_value()); // overflows
 }
 
 TEST_CASE("memory percentages are of physical memory, in whole pages")
