@@ -2,6 +2,7 @@
 // policy and the cleanup. It talks to a tree only through lib/tree.hpp.
 
 #include "child_state.hpp"
+#include "identity.hpp"
 
 #include <poll.h>
 
@@ -287,6 +288,8 @@ result<child> spawn(options opts)
     auto limits = detail::check_options(opts);
     if (!limits)
         return limits.error();
+    if (auto id = detail::settle_identity(opts); !id)
+        return id.error();
 
     auto st = std::make_unique<child_state>();
     st->opts = std::move(opts);

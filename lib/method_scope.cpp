@@ -113,7 +113,7 @@ scope_request make_scope_request(const options& o, const std::string& unit, cons
 {
     scope_request sr;
     sr.unit = unit;
-    sr.description = describe(o.argv);
+    sr.description = o.scope.description.empty() ? describe(o.argv) : o.scope.description;
     sr.slice = o.scope.slice;
     if (o.timeout && o.timeout->count() > 0)
         sr.runtime_max_usec =

@@ -8,6 +8,7 @@
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ namespace cgrun::detail {
 
 namespace {
 
-enum class stage : int { setpgid = 1, signals, hold, stdio, fds, chdir, exec };
+enum class stage : int { setpgid = 1, signals, hold, stdio, fds, chdir, exec, nice, groups, gid, uid };
 
 struct exec_report {
     int where;
@@ -37,6 +38,13 @@ struct child_plan {
     char* const* argv;
     char* const* envp;
     const char* cwd; // nullptr = keep
+    bool set_nice;
+    int nice;
+    bool set_ids; // groups, gid and uid (each of the latter two only if >= 0)
+    const gid_t* groups;
+    size_t ngroups;
+    long gid;
+    long uid;
     int go_fd;       // -1 unless held
     int report_fd;
     std::array<int, 3> stdio_src; // -1 = inherit
@@ -136,6 +144,20 @@ CGRUN_CHILD_SIDE void close_from(unsigned from, unsigned to)
     }
     close_from(next, ~0U);
 
+    // Raising priority needs root: before the identity changes.
+    if (p.set_nice && (r = sys::raw_syscall(SYS_setpriority, PRIO_PROCESS, 0, p.nice)) < 0)
+        child_fail(p, stage::nice, r);
+    // Groups while we may still set them, the uid last; the raw calls change this task only
+    // (glibc's wrappers would signal every thread of the spawner, whose memory we share).
+    if (p.set_ids) {
+        if ((r = sys::raw_syscall(SYS_setgroups, p.ngroups, arg(p.groups))) < 0)
+            child_fail(p, stage::groups, r);
+        if (p.gid >= 0 && (r = sys::raw_syscall(SYS_setresgid, p.gid, p.gid, p.gid)) < 0)
+            child_fail(p, stage::gid, r);
+        if (p.uid >= 0 && (r = sys::raw_syscall(SYS_setresuid, p.uid, p.uid, p.uid)) < 0)
+            child_fail(p, stage::uid, r);
+    }
+    // After the identity change: the directory is entered with the user's rights.
     if (p.cwd && (r = sys::raw_syscall(SYS_chdir, arg(p.cwd))) < 0)
         child_fail(p, stage::chdir, r);
     r = sys::raw_syscall(SYS_execve, arg(p.path), arg(p.argv), arg(p.envp));
@@ -158,6 +180,7 @@ struct launch {
     std::vector<std::string> env_storage;
     std::vector<char*> envp;
     std::string cwd;
+    std::vector<gid_t> groups;
     std::vector<int> keep;
     std::vector<int> clear;
     child_plan plan{};
@@ -196,6 +219,8 @@ spawn_request launch_request(const options& o)
     r.argv = o.argv;
     r.env = o.env;
     r.cwd = o.cwd;
+    r.nice = o.nice;
+    r.run_as = o.run_as;
     r.stdio = o.stdio;
     r.inherit_fds = o.inherit_fds;
     return r;
@@ -343,6 +368,16 @@ result<void> build_plan(const spawn_request& req, std::string path, launch_parts
         L->envp.push_back(nullptr);
     }
     L->cwd = req.cwd;
+    const identity& id = req.run_as;
+    plan.set_nice = req.nice.has_value();
+    plan.nice = req.nice.value_or(0);
+    plan.set_ids = id.uid || id.gid || id.groups;
+    if (id.groups)
+        L->groups = *id.groups;
+    plan.groups = L->groups.data();
+    plan.ngroups = L->groups.size();
+    plan.gid = id.gid ? static_cast<long>(*id.gid) : -1;
+    plan.uid = id.uid ? static_cast<long>(*id.uid) : -1;
 
     auto report = sys::make_pipe();
     if (!report)
@@ -422,6 +457,9 @@ result<spawned> start_process(spawn_request req)
         return path.error();
 
     spawned out;
+    out.cwd = req.cwd;
+    out.run_as = req.run_as;
+    out.nice = req.nice;
     launch_parts parts;
     if (auto r = build_plan(req, std::move(*path), parts, out); !r)
         return r.error();
@@ -635,7 +673,16 @@ result<void> release(spawned& s)
             return error::make(errc::exec_not_executable, s.path + ": " + msg);
         return error::make(errc::exec_failed, "execve " + s.path + ": " + msg);
     case stage::chdir:
-        return error::make(errc::exec_failed, "chdir: " + msg);
+        return error::make(errc::exec_failed, "chdir " + s.cwd + ": " + msg);
+    case stage::nice:
+        return error::make(errc::exec_failed, "setpriority " + std::to_string(s.nice.value_or(0)) + ": " + msg);
+    case stage::groups:
+        return error::make(errc::exec_failed, "setgroups (" + std::to_string(s.run_as.groups ? s.run_as.groups->size() : 0) +
+                                                  " groups): " + msg);
+    case stage::gid:
+        return error::make(errc::exec_failed, "setresgid " + std::to_string(s.run_as.gid.value_or(0)) + ": " + msg);
+    case stage::uid:
+        return error::make(errc::exec_failed, "setresuid " + std::to_string(s.run_as.uid.value_or(0)) + ": " + msg);
     case stage::setpgid:
         return error::make(errc::exec_failed, "setpgid: " + msg);
     case stage::signals:

@@ -19,6 +19,8 @@ struct spawn_request {
     std::vector<std::string> argv;
     std::optional<std::vector<std::string>> env;
     std::string cwd;
+    std::optional<int> nice;
+    identity run_as; // settled (settle_identity): groups set whenever uid or gid is
     std::array<stdio_spec, 3> stdio{};
     std::vector<int> inherit_fds;
     int cgroup_fd = -1; // born into this cgroup (CLONE_INTO_CGROUP) when >= 0
@@ -36,7 +38,7 @@ struct spawn_request {
     void* via_arg = nullptr;
 };
 
-// The request for the command of `o` (argv, env, cwd, stdio, inherited fds).
+// The request for the command of `o` (argv, env, cwd, nice, identity, stdio, inherited fds).
 spawn_request launch_request(const options& o);
 
 // A child's pidfd while nobody else answers for the child: dropping it kills and reaps the
@@ -75,6 +77,9 @@ struct launch_free {
 struct spawned {
     pid_t pid = -1;
     std::string path; // the resolved executable
+    std::string cwd;  // as requested, and the identity, for the errors of release()
+    identity run_as;
+    std::optional<int> nice;
     reaping_pidfd pidfd;
     bool in_cgroup = false; // born in spawn_request::cgroup_fd
     unique_fd go;           // release() writes here (hold)

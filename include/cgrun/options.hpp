@@ -3,6 +3,7 @@
 #include <cgrun/export.hpp>
 
 #include <csignal>
+#include <sys/types.h>
 
 #include <array>
 #include <chrono>
@@ -83,6 +84,8 @@ struct scope_options {
     // Extra time systemd waits past `timeout` + kill.grace before it stops the scope itself:
     // the backstop for a spawner that died without stopping its tree.
     std::chrono::milliseconds backstop_margin{1000};
+    // The scope's Description (what `systemctl status` shows); empty = "cgrun: <argv>".
+    std::string description;
 };
 
 // Knobs of the cgroup method only.
@@ -92,13 +95,32 @@ struct cgroup_options {
     std::string parent;
 };
 
+// Who the command runs as, set in the child just before exec (after nice, before chdir).
+// Anything set needs root unless it is what the caller is already: spawn() fails with
+// errc::invalid_argument otherwise and starts nothing. The command stays in the same tree
+// (scope, cgroup, reaper) as any other.
+struct identity {
+    std::optional<uid_t> uid;
+    // nullopt with uid: the user's primary group from the passwd entry (as systemd's
+    // User=); a uid without a passwd entry then fails (systemd refuses it too).
+    std::optional<gid_t> gid;
+    // Supplementary groups; nullopt = those of the uid's passwd entry with `gid`
+    // (getgrouplist, as initgroups), or none when the uid has no entry or only gid is set.
+    std::optional<std::vector<gid_t>> groups;
+};
+
 struct options {
     // argv[0] is looked up in PATH (of `env` if given, else of the caller) unless it has a '/'.
     std::vector<std::string> argv;
     // Complete environment of the child; nullopt = the caller's environment.
     std::optional<std::vector<std::string>> env;
-    // Working directory of the child; empty = the caller's.
+    // Working directory of the child; empty = the caller's. Entered with the rights of
+    // `run_as`; one that cannot be entered fails spawn() with errc::exec_failed.
     std::string cwd;
+    // Nice value of the command (-20..19, setpriority before `run_as` takes effect: a
+    // negative one needs root); nullopt = inherited.
+    std::optional<int> nice;
+    identity run_as;
     std::array<stdio_spec, 3> stdio{};
     // Descriptors the child inherits under the same numbers (all others >= 3 are closed).
     std::vector<int> inherit_fds;
