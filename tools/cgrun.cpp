@@ -25,6 +25,8 @@
 #include <string_view>
 #include <vector>
 
+extern char** environ;
+
 namespace {
 
 using namespace cgrun;
@@ -303,6 +305,11 @@ int main(int argc, char** argv)
         return exit_internal;
     }
     command_line& cmd = parsed.cmd;
+    if (cmd.what == action::run)
+        if (auto problem = resolve_run_options(cmd, environ)) {
+            warn(*problem);
+            return exit_internal;
+        }
     switch (cmd.what) {
     case action::help:
         std::fwrite(help_text().data(), 1, help_text().size(), stdout);

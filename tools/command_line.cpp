@@ -5,9 +5,14 @@
 #include <cgrun/report.hpp>
 
 #include <csignal>
+#include <grp.h>
+#include <pwd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
 #include <initializer_list>
 
 namespace cgrun::tool {
@@ -27,7 +32,13 @@ enum class opt {
     slice,
     unit,
     cgroup_parent,
+    description,
     property,
+    setenv,
+    working_directory,
+    uid,
+    gid,
+    nice,
     keep_orphans,
     on_leak,
     allow_leak,
@@ -49,7 +60,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 23> specs{{
+constexpr std::array<opt_spec, 29> specs{{
     {"timeout", 't', true, opt::timeout},
     {"cpu-time", '\0', true, opt::cpu_time},
     {"kill-after", 'k', true, opt::kill_after},
@@ -60,7 +71,13 @@ constexpr std::array<opt_spec, 23> specs{{
     {"slice", '\0', true, opt::slice},
     {"unit", '\0', true, opt::unit},
     {"cgroup-parent", '\0', true, opt::cgroup_parent},
+    {"description", '\0', true, opt::description},
     {"property", 'p', true, opt::property},
+    {"setenv", 'E', true, opt::setenv},
+    {"working-directory", 'd', true, opt::working_directory},
+    {"uid", '\0', true, opt::uid},
+    {"gid", '\0', true, opt::gid},
+    {"nice", '\0', true, opt::nice},
     {"keep-orphans", '\0', false, opt::keep_orphans},
     {"on-leak", '\0', true, opt::on_leak},
     {"allow-leak", '\0', true, opt::allow_leak},
@@ -257,8 +274,41 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         opts.cgroup.parent = value;
         seen.cgroup_option = "--cgroup-parent";
         break;
+    case opt::description:
+        if (value.empty())
+            return "empty description";
+        opts.scope.description = value;
+        break;
     case opt::property:
         return parse_property(value, opts);
+    case opt::setenv:
+        if (value.empty() || value[0] == '=')
+            return "invalid environment assignment " + quoted(value) + ": expected NAME=VALUE or NAME";
+        cmd.setenv.emplace_back(value);
+        break;
+    case opt::working_directory:
+        if (value.empty())
+            return "empty working directory";
+        opts.cwd = value;
+        break;
+    case opt::uid:
+        if (value.empty())
+            return "empty user for --uid";
+        cmd.run_user = value;
+        break;
+    case opt::gid:
+        if (value.empty())
+            return "empty group for --gid";
+        cmd.run_group = value;
+        break;
+    case opt::nice: {
+        int n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (ec != std::errc{} || end != value.data() + value.size() || n < -20 || n > 19)
+            return "invalid nice value " + quoted(value) + " (expected -20..19)";
+        opts.nice = n;
+        break;
+    }
     case opt::keep_orphans:
         cmd.on_leak = leak_policy::keep;
         break;
@@ -430,6 +480,81 @@ parse_result parse_command_line(std::span<const std::string_view> args)
     return out;
 }
 
+namespace {
+
+std::optional<unsigned> all_digits(std::string_view s)
+{
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (ec != std::errc{} || end != s.data() + s.size() || n == static_cast<unsigned>(-1))
+        return std::nullopt;
+    return n;
+}
+
+// Sets NAME in `env`, dropping every earlier entry of it.
+void set_variable(std::vector<std::string>& env, std::string_view name, std::string_view value)
+{
+    std::string entry = concat({name, "=", value});
+    std::erase_if(env, [&](const std::string& e) {
+        return e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=';
+    });
+    env.push_back(std::move(entry));
+}
+
+std::string_view lookup(const char* const* environment, std::string_view name)
+{
+    for (auto e = environment; e && *e; ++e) {
+        std::string_view entry = *e;
+        if (entry.size() > name.size() && entry.starts_with(name) && entry[name.size()] == '=')
+            return entry.substr(name.size() + 1);
+    }
+    return {};
+}
+
+} // namespace
+
+std::optional<std::string> resolve_run_options(command_line& cmd, const char* const* environment)
+{
+    auto& opts = cmd.opts;
+    std::vector<std::pair<std::string, std::string>> login; // of --uid's user
+    if (cmd.run_user) {
+        const std::string& u = *cmd.run_user;
+        errno = 0;
+        auto number = all_digits(u);
+        struct passwd* pw = number ? ::getpwuid(*number) : ::getpwnam(u.c_str());
+        if (!pw && !number)
+            return "unknown user " + quoted(u) + (errno != 0 ? concat({" (", std::strerror(errno), ")"}) : "");
+        opts.run_as.uid = number ? *number : pw->pw_uid;
+        if (pw)
+            login = {{"HOME", pw->pw_dir}, {"SHELL", pw->pw_shell}, {"USER", pw->pw_name}, {"LOGNAME", pw->pw_name}};
+    }
+    if (cmd.run_group) {
+        const std::string& g = *cmd.run_group;
+        errno = 0;
+        auto number = all_digits(g);
+        struct group* gr = number ? nullptr : ::getgrnam(g.c_str());
+        if (!number && !gr)
+            return "unknown group " + quoted(g) + (errno != 0 ? concat({" (", std::strerror(errno), ")"}) : "");
+        opts.run_as.gid = number ? *number : gr->gr_gid;
+    }
+    if (login.empty() && cmd.setenv.empty())
+        return std::nullopt;
+    std::vector<std::string> env;
+    for (auto e = environment; e && *e; ++e)
+        env.emplace_back(*e);
+    for (auto& [name, value] : login)
+        set_variable(env, name, value);
+    for (const auto& s : cmd.setenv) {
+        auto eq = s.find('=');
+        if (eq == std::string::npos)
+            set_variable(env, s, lookup(environment, s));
+        else
+            set_variable(env, std::string_view(s).substr(0, eq), std::string_view(s).substr(eq + 1));
+    }
+    opts.env = std::move(env);
+    return std::nullopt;
+}
+
 std::string_view help_text() noexcept
 {
     return R"(Usage: cgrun [OPTION]... [--] COMMAND [ARG]...
@@ -456,6 +581,8 @@ exits, when it times out, or when cgrun is interrupted.
       --slice=NAME           slice of the scope                        [*]
       --unit=NAME            name of the scope                         [*]
       --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
+      --description=TEXT     description of the scope (other methods have
+                               no unit to describe: ignored there)
   -p, --property=NAME=VALUE  a limit, with systemd's syntax (repeatable):
                                MemoryMax=, MemoryHigh=, MemoryLow=, MemoryMin=,
                                MemorySwapMax= (1.5G, 50% of RAM, infinity),
@@ -463,12 +590,23 @@ exits, when it times out, or when cgrun is interrupted.
                                CPUWeight= (1-10000, idle), IOWeight= (1-10000),
                                AllowedCPUs= (0-3,5); a missing controller fails
                                with 125
+  -E, --setenv=NAME[=VALUE]  set NAME in COMMAND's environment (repeatable);
+                               without '=', its value in cgrun's environment
+  -d, --working-directory=DIR
+                             run COMMAND in DIR (entered as the --uid user)
+      --uid=USER             run COMMAND as USER (name or number; root only)
+                               with USER's primary group (unless --gid),
+                               groups, HOME, SHELL, USER and LOGNAME
+      --gid=GROUP            run COMMAND with GROUP (name or number; root
+                               only); a uid without a passwd entry needs it
+      --nice=N               run COMMAND with nice value N (-20..19)
       --on-leak=POLICY       what COMMAND leaves running when it exits: kill
                                (default), keep, or fail: kill it and exit 123
                                if COMMAND succeeded
       --keep-orphans         the same as --on-leak=keep
-      --allow-leak=PATTERN   with --on-leak=fail, a leftover whose command line
-                               matches PATTERN does not fail the run (repeatable)
+      --allow-leak=PATTERN   with --on-leak=fail, a leftover whose command
+                               line matches PATTERN does not fail the run
+                               (repeatable)
       --json=FILE            write a JSON report to FILE ('-': stdout)
   -v, --verbose              tell on stderr how the tree is contained
   -q, --quiet                no warning when auto ends at a process group
@@ -493,6 +631,10 @@ had, cgrun fails with 125 and starts nothing, never runs with a weaker one.
 
 PATTERN is a shell glob (fnmatch(3); '*' also matches '/') matched against the
 whole command line of a leftover, its arguments joined by single spaces.
+
+COMMAND stays in the same containment whatever its user. A DIR it cannot enter,
+or a --uid, --gid or --nice the kernel refuses, fails with 125 before COMMAND
+runs.
 
 Exit status: that of COMMAND; 123 if it succeeded but left processes running
 (--on-leak=fail); 124 if it timed out or used up --cpu-time (also when the tree was

@@ -35,6 +35,12 @@ struct command_line {
     leak_policy on_leak = leak_policy::kill;
     // --allow-leak: shell globs (fnmatch) matched against a leftover's argv joined with spaces.
     std::vector<std::string> allowed_leaks;
+    // -E in order: "NAME=VALUE", or "NAME" for its value in cgrun's environment.
+    std::vector<std::string> setenv;
+    // --uid, --gid as given (a name or a number); resolve_run_options() turns them into
+    // opts.run_as.
+    std::optional<std::string> run_user;
+    std::optional<std::string> run_group;
 };
 
 // Either a command line or the one-line problem with it (without the "cgrun: " prefix).
@@ -50,6 +56,14 @@ struct parse_result {
 // --system, --slice and --unit the scope method, --cgroup-parent the cgroup method; with
 // another -m they are a usage error.
 [[nodiscard]] parse_result parse_command_line(std::span<const std::string_view> args);
+
+// What the command line names but only the host can say, for a run: --uid/--gid names and
+// numbers become opts.run_as; opts.env becomes `environment` (cgrun's) with, for --uid of a
+// user in the passwd database, HOME, SHELL, USER and LOGNAME of that user (as systemd-run
+// sets them), then the -E settings (a NAME alone takes its value from `environment`, empty
+// if unset, as systemd-run). opts.env stays nullopt when neither changes anything. The
+// one-line problem if a name is unknown.
+[[nodiscard]] std::optional<std::string> resolve_run_options(command_line& cmd, const char* const* environment);
 
 [[nodiscard]] std::string_view help_text() noexcept;
 

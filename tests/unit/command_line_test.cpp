@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <csignal>
+#include <algorithm>
 #include <initializer_list>
 #include <vector>
 
@@ -146,4 +147,88 @@ TEST_CASE("-p takes every supported property by name, values are checked by the 
     r = parse({"-p", "CPUQuotaPerSecUSec=5000", "true"});
     REQUIRE(r.problem);
     CHECK(r.problem->find("AllowedCPUs") != std::string::npos);
+}
+
+TEST_CASE("systemd-run habits: -E, -d, --uid, --gid, --nice, --description")
+{
+    auto r = parse({"-E", "FOO=bar", "--setenv=NAME", "-E", "X=a=b", "-d", "/tmp/x", "--uid", "nobody",
+                    "--gid=65534", "--nice", "-5", "--description", "my job", "cmd"});
+    REQUIRE_FALSE(r.problem);
+    CHECK(r.cmd.setenv == argv({"FOO=bar", "NAME", "X=a=b"}));
+    CHECK(r.cmd.opts.cwd == "/tmp/x");
+    CHECK(r.cmd.run_user == "nobody");
+    CHECK(r.cmd.run_group == "65534");
+    CHECK(r.cmd.opts.nice == -5);
+    CHECK(r.cmd.opts.scope.description == "my job");
+    CHECK(r.cmd.opts.argv == argv({"cmd"}));
+    // --description describes a scope if there is one; it selects no method.
+    CHECK(r.cmd.opts.method == cgrun::method::automatic);
+    CHECK(parse({"-m", "cgroup", "--description", "x", "cmd"}).cmd.opts.method == cgrun::method::cgroup);
+
+    r = parse({"-dE", "A=1", "cmd"}); // as getopt: -d takes the rest of the word
+    CHECK(r.cmd.opts.cwd == "E");
+    CHECK(r.cmd.opts.argv == argv({"A=1", "cmd"}));
+
+    for (auto bad : {"20", "-21", "x", "7x", "", "+"}) {
+        r = parse({"--nice", bad, "cmd"});
+        REQUIRE_MESSAGE(r.problem, bad);
+        CHECK(r.problem->find("nice") != std::string::npos);
+    }
+    CHECK(parse({"--nice=19", "cmd"}).cmd.opts.nice == 19);
+    CHECK(parse({"--nice=-20", "cmd"}).cmd.opts.nice == -20);
+    CHECK_FALSE(parse({"cmd"}).cmd.opts.nice);
+    for (auto words : {std::initializer_list<std::string_view>{"-E", "", "cmd"}, {"-E", "=x", "cmd"},
+                       {"-d", "", "cmd"}, {"--uid=", "cmd"}, {"--gid", "", "cmd"},
+                       {"--description=", "cmd"}})
+        CHECK(parse(words).problem);
+}
+
+TEST_CASE("resolve_run_options: the environment and the identity")
+{
+    const char* base[] = {"PATH=/bin", "FOO=old", "KEEP=1", "HOME=/root", nullptr};
+
+    auto r = parse({"cmd"});
+    CHECK_FALSE(resolve_run_options(r.cmd, base));
+    CHECK_FALSE(r.cmd.opts.env); // nothing changes it: the caller's, as it is at spawn
+    CHECK_FALSE(r.cmd.opts.run_as.uid);
+
+    r = parse({"-E", "FOO=new", "-E", "KEEP", "-E", "UNSET_HERE", "-E", "FOO=newer", "cmd"});
+    CHECK_FALSE(resolve_run_options(r.cmd, base));
+    REQUIRE(r.cmd.opts.env);
+    auto& env = *r.cmd.opts.env;
+    auto count = [&](std::string_view entry) { return std::count(env.begin(), env.end(), entry); };
+    CHECK(count("FOO=newer") == 1);
+    CHECK(count("FOO=old") == 0);
+    CHECK(count("FOO=new") == 0);
+    CHECK(count("KEEP=1") == 1);
+    CHECK(count("UNSET_HERE=") == 1); // as systemd-run: an unset NAME is passed empty
+    CHECK(count("PATH=/bin") == 1);
+
+    r = parse({"--uid", "root", "--gid", "0", "cmd"});
+    CHECK_FALSE(resolve_run_options(r.cmd, base));
+    CHECK(r.cmd.opts.run_as.uid == 0u);
+    CHECK(r.cmd.opts.run_as.gid == 0u);
+    REQUIRE(r.cmd.opts.env); // the login variables of the user, as systemd-run sets them
+    CHECK(std::count(r.cmd.opts.env->begin(), r.cmd.opts.env->end(), "USER=root") == 1);
+    CHECK(std::count(r.cmd.opts.env->begin(), r.cmd.opts.env->end(), "LOGNAME=root") == 1);
+
+    r = parse({"--uid", "root", "-E", "HOME=/elsewhere", "cmd"}); // -E wins over the login variables
+    CHECK_FALSE(resolve_run_options(r.cmd, base));
+    CHECK(std::count(r.cmd.opts.env->begin(), r.cmd.opts.env->end(), "HOME=/elsewhere") == 1);
+    CHECK(std::count(r.cmd.opts.env->begin(), r.cmd.opts.env->end(), "HOME=/root") == 0);
+
+    r = parse({"--uid", "4242424", "--gid", "4242", "cmd"}); // numbers need no database entry
+    CHECK_FALSE(resolve_run_options(r.cmd, base));
+    CHECK(r.cmd.opts.run_as.uid == 4242424u);
+    CHECK(r.cmd.opts.run_as.gid == 4242u);
+    CHECK_FALSE(r.cmd.opts.env);
+
+    r = parse({"--uid", "no-such-user-cgrun", "cmd"});
+    auto problem = resolve_run_options(r.cmd, base);
+    REQUIRE(problem);
+    CHECK(problem->find("'no-such-user-cgrun'") != std::string::npos);
+    r = parse({"--gid", "no-such-group-cgrun", "cmd"});
+    problem = resolve_run_options(r.cmd, base);
+    REQUIRE(problem);
+    CHECK(problem->find("'no-such-group-cgrun'") != std::string::npos);
 }
