@@ -1492,6 +1492,168 @@ class Subreaper(CgrunTestCase):
         self.check_escapees_die(prefix, ["-m", "auto"])
 
 
+class RunOptions(CgrunTestCase):
+    """The options systemd-run users reach for: -E, -d, --uid, --gid, --nice, --description."""
+
+    def nobody(self):
+        import pwd
+        try:
+            return pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+
+    def out(self, args):
+        proc = self.run_cgrun(args)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return proc.stdout.decode()
+
+    def test_setenv_sets_and_overrides(self):
+        self.env["CGRUN_FOO"] = "orig"
+        self.assertEqual(self.out(["-E", "CGRUN_FOO=bar", "-E", "CGRUN_NEW=a=b", "--", SH, "-c",
+                                   'printf "%s|%s|%s" "$CGRUN_FOO" "$CGRUN_NEW" "$CGRUN_CLI_TEST"']),
+                         f"bar|a=b|{self.tmp}")
+        # The last one wins, and only one entry is left.
+        self.assertEqual(self.out(["-E", "CGRUN_FOO=1", "--setenv=CGRUN_FOO=2", "--", "env"])
+                         .splitlines().count("CGRUN_FOO=2"), 1)
+        self.assertNotIn("CGRUN_FOO=", self.out(["-E", "CGRUN_FOO=1", "-E", "CGRUN_FOO=2", "--", "env"])
+                         .replace("CGRUN_FOO=2", ""))
+
+    def test_setenv_name_alone_takes_cgruns_value(self):
+        self.env["CGRUN_PASS"] = "from cgrun"
+        self.env.pop("CGRUN_UNSET", None)
+        self.assertEqual(self.out(["-E", "CGRUN_PASS", "-E", "CGRUN_UNSET", "--", SH, "-c",
+                                   'printf "%s|%s" "$CGRUN_PASS" "${CGRUN_UNSET+set}"']),
+                         "from cgrun|set")
+
+    def test_working_directory(self):
+        d = self.path("x")
+        os.mkdir(d)
+        self.assertEqual(self.out(["-d", d, "--", "pwd"]).strip(), d)
+        self.assertEqual(self.out(["--working-directory", d, "--", SH, "-c", "pwd -P"]).strip(),
+                         os.path.realpath(d))
+
+    def test_working_directory_that_cannot_be_entered_fails_like_exec(self):
+        missing = self.path("missing")
+        self.assert_rejected(["-d", missing] + self.command(), needle=missing)
+        proc, r = self.run_json(["-d", missing, "--", "true"])
+        self.assertEqual(proc.returncode, 125)
+        self.assertIn("chdir " + missing, r["error"])
+        # Entered with the user's rights: nobody may not enter a directory only root may.
+        self.nobody()
+        private = self.path("private")
+        os.mkdir(private, 0o700)
+        os.chmod(self.tmp, 0o755)
+        self.assert_rejected(["--uid", "nobody", "-d", private] + self.command(), needle="chdir")
+
+    def test_uid_gets_the_users_ids_and_groups(self):
+        nobody = self.nobody()
+        os.chmod(self.tmp, 0o777)
+        out = self.out(["--uid", "nobody", "--", SH, "-c",
+                        'id -u; id -g; id -G; echo "$HOME|$USER|$LOGNAME"; '
+                        'grep -E "^(Uid|Gid|Groups):" /proc/self/status'])
+        lines = out.splitlines()
+        self.assertEqual(int(lines[0]), nobody.pw_uid)
+        self.assertEqual(int(lines[1]), nobody.pw_gid)
+        self.assertEqual(sorted(int(g) for g in lines[2].split()),
+                         sorted(set(os.getgrouplist("nobody", nobody.pw_gid))))
+        self.assertEqual(lines[3], f"{nobody.pw_dir}|nobody|nobody")
+        # Real, effective, saved and filesystem ids all changed, and no group of root is left.
+        self.assertEqual(lines[4].split()[1:], [str(nobody.pw_uid)] * 4)
+        self.assertEqual(lines[5].split()[1:], [str(nobody.pw_gid)] * 4)
+        self.assertEqual(sorted(int(g) for g in lines[6].split()[1:]),
+                         sorted(set(os.getgrouplist("nobody", nobody.pw_gid))))
+        # By number too, and with another group: the user's groups with that one.
+        out = self.out(["--uid", str(nobody.pw_uid), "--gid", "0", "--", SH, "-c", "id -u; id -g; id -G"])
+        lines = out.splitlines()
+        self.assertEqual(int(lines[0]), nobody.pw_uid)
+        self.assertEqual(int(lines[1]), 0)
+        self.assertEqual(sorted(int(g) for g in lines[2].split()),
+                         sorted(set(os.getgrouplist("nobody", 0))))
+
+    def test_uid_without_passwd_entry_needs_a_gid(self):
+        import pwd
+        uid = 4242424
+        try:
+            pwd.getpwuid(uid)
+            self.skipTest(f"uid {uid} exists here")
+        except KeyError:
+            pass
+        self.assert_rejected(["--uid", str(uid)] + self.command(), needle="no passwd entry")
+        os.chmod(self.tmp, 0o777)
+        self.assertEqual(self.out(["--uid", str(uid), "--gid", "4242", "--", SH, "-c", "id -u; id -g; id -G"])
+                         .split(), [str(uid), "4242", "4242"])
+        # A group alone: no user to take groups from, and none of root's is kept.
+        self.assertEqual(self.out(["--gid", "4242", "--", SH, "-c", "id -u; id -g; id -G"]).split(),
+                         ["0", "4242", "4242"])
+
+    def test_unknown_user_or_group_is_rejected(self):
+        self.assert_rejected(["--uid", "no-such-user-cgrun"] + self.command(), needle="no-such-user-cgrun")
+        self.assert_rejected(["--gid", "no-such-group-cgrun"] + self.command(), needle="no-such-group-cgrun")
+
+    def test_non_root_cannot_ask_for_another_uid(self):
+        nobody = self.nobody()
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            self.skipTest("setpriv is not installed")
+        os.chmod(self.tmp, 0o777)
+        prefix = [setpriv, f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups", CGRUN]
+        for ask in (["--uid", "root"], ["--gid", "0"], ["--uid", "nobody", "--gid", "0"]):
+            proc = subprocess.run(prefix + ask + self.command(), capture_output=True, env=self.env,
+                                  timeout=30, cwd=self.tmp)
+            lines = proc.stderr.decode().splitlines()
+            self.assertEqual(proc.returncode, 125, f"{ask}: {lines}")
+            self.assertEqual(len(lines), 1, lines)
+            self.assertIn("needs root", lines[0])
+            self.assertFalse(os.path.exists(self.path("started")), f"{ask} started the command")
+        # Asking for what it already is changes nothing and is fine.
+        proc = subprocess.run(prefix + ["--uid", "nobody", "-m", "pgroup", "-q", "--", "id", "-u"],
+                              capture_output=True, env=self.env, timeout=30, cwd=self.tmp)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(int(proc.stdout), nobody.pw_uid)
+
+    def test_setsid_escapee_of_a_uid_switched_command_dies(self):
+        nobody = self.nobody()
+        os.chmod(self.tmp, 0o777)
+        for method in ([], ["-m", "subreaper"]):
+            name = "esc" + "".join(method)
+            proc = self.start_cgrun(method + ["--uid", "nobody", "-t", "1", "--", SH, "-c",
+                                              self.escapee(name) + "exec sleep 60"])
+            esc = self.watch(name)
+            self.assertIsNotNone(esc, "the escapee died early")
+            with open(f"/proc/{self.wait_pid_file(name)}/status") as f:
+                uid = [l.split()[1] for l in f if l.startswith("Uid:")][0]
+            self.assertEqual(int(uid), nobody.pw_uid, "the escapee does not run as nobody")
+            self.assertEqual(proc.wait(30), 124, self.background_stderr())
+            self.assert_dead(esc, f"the setsid escapee of the nobody command {method}")
+
+    def nice_of(self, args):
+        stat = self.out(args + ["--", "cat", "/proc/self/stat"])
+        return int(stat.rsplit(")", 1)[1].split()[16])  # field 19
+
+    def test_nice(self):
+        self.assertEqual(self.nice_of(["--nice", "7"]), 7)
+        self.assertEqual(self.nice_of(["--nice=-5"]), -5)  # root may raise the priority
+        self.assertEqual(self.nice_of([]), os.getpriority(os.PRIO_PROCESS, 0))
+        # Set before the identity changes: nobody could not have lowered it.
+        self.nobody()
+        os.chmod(self.tmp, 0o777)
+        self.assertEqual(self.nice_of(["--nice=-3", "--uid", "nobody"]), -3)
+
+    def test_description_is_the_scopes(self):
+        if AUTO != "scope":
+            self.skipTest("no systemd manager here: the scope method is needed")
+        unit = f"cgrun-desc-test-{os.getpid()}.scope"
+        show = ["--", "systemctl", "show", "-p", "Description", "--value", unit]
+        self.assertEqual(self.out(["--unit", unit, "--description", "cgrun test: my job"] + show).strip(),
+                         "cgrun test: my job")
+        # Without it, the default names the command.
+        self.assertIn("systemctl", self.out(["--unit", unit] + show))
+
+    def test_description_is_ignored_without_a_unit(self):
+        self.assertEqual(self.out(["-m", "cgroup", "--description", "nothing to describe", "--", "echo", "ran"]),
+                         "ran\n")
+
+
 def main():
     global CGRUN, AUTO
     if len(sys.argv) < 3 or sys.argv[2] not in ("cgroup", "scope"):
