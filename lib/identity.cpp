@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <climits>
 #include <string>
 #include <vector>
 
@@ -66,11 +65,16 @@ result<void> settle_identity(options& opts)
             id.groups.emplace();
         return {};
     }
-    errno = 0;
-    struct passwd* pw = ::getpwuid(*id.uid);
+    // getpwuid_r: spawn() may run in several threads at once.
+    struct passwd entry {};
+    struct passwd* pw = nullptr;
+    std::vector<char> buf(1024);
+    int err;
+    while ((err = ::getpwuid_r(*id.uid, &entry, buf.data(), buf.size(), &pw)) == ERANGE && buf.size() < (1U << 20))
+        buf.resize(buf.size() * 2);
     if (!pw) {
-        if (errno != 0 && errno != ENOENT && errno != ESRCH)
-            return error::from_errno(errno, "getpwuid " + std::to_string(*id.uid));
+        if (err != 0 && err != ENOENT && err != ESRCH)
+            return error::from_errno(err, "getpwuid_r " + std::to_string(*id.uid));
         if (!id.gid)
             return error::make(errc::invalid_argument,
                                "uid " + std::to_string(*id.uid) + " has no passwd entry: give its group too");
@@ -81,8 +85,7 @@ result<void> settle_identity(options& opts)
     if (!id.gid)
         id.gid = pw->pw_gid;
     if (!id.groups) {
-        std::string name = pw->pw_name; // getgrouplist may reuse getpwuid's static buffer
-        auto g = groups_of(name.c_str(), *id.gid);
+        auto g = groups_of(pw->pw_name, *id.gid);
         if (!g)
             return g.error();
         id.groups = std::move(*g);
