@@ -488,7 +488,10 @@ result<spawned> start_process(spawn_request req)
     // First choice: share our memory instead of copying the page tables (a fork from a 256 MiB
     // service costs milliseconds). Unheld, as vfork: we sleep until the child has exec'd. Held
     // (a scope must own it first), both run on and `L` stays with `out` until the exec.
-    if (sys::have_shared_vm_clone()) {
+    // Not with another identity: the kernel makes an mm whose task changes its euid or egid
+    // non-dumpable (commit_creds), and a shared mm is ours: we would lose core dumps and
+    // /proc ownership for good. A copy of the page tables is the price of run_as.
+    if (sys::have_shared_vm_clone() && !plan.set_ids) {
         L->stack_size = 64 * 1024; // raw syscalls only: the child needs a few hundred bytes
         L->stack = ::mmap(nullptr, L->stack_size, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -676,9 +679,10 @@ result<void> release(spawned& s)
         return error::make(errc::exec_failed, "chdir " + s.cwd + ": " + msg);
     case stage::nice:
         return error::make(errc::exec_failed, "setpriority " + std::to_string(s.nice.value_or(0)) + ": " + msg);
-    case stage::groups:
-        return error::make(errc::exec_failed, "setgroups (" + std::to_string(s.run_as.groups ? s.run_as.groups->size() : 0) +
-                                                  " groups): " + msg);
+    case stage::groups: {
+        std::size_t n = s.run_as.groups ? s.run_as.groups->size() : 0;
+        return error::make(errc::exec_failed, "setgroups (" + std::to_string(n) + " groups): " + msg);
+    }
     case stage::gid:
         return error::make(errc::exec_failed, "setresgid " + std::to_string(s.run_as.gid.value_or(0)) + ": " + msg);
     case stage::uid:

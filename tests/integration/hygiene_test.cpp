@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -232,4 +233,27 @@ TEST_CASE("a held child that is dropped before release is killed and reaped, not
     CHECK(proc_state(pid) == 0); // neither running nor a zombie
     int status;
     CHECK(::waitpid(-1, &status, WNOHANG) == -1);
+}
+
+TEST_CASE("run_as and nice: the command runs as the user, the spawner stays dumpable")
+{
+    if (::geteuid() != 0)
+        return; // only root may give another identity (the CLI tests check the refusal)
+    REQUIRE(::prctl(PR_GET_DUMPABLE) == 1);
+    auto o = base_options({"sh", "-c", "id -u; id -g; id -G; cut -d' ' -f19 /proc/self/stat; pwd"});
+    o.run_as.uid = 4242424; // no passwd entry needed with gid and groups given
+    o.run_as.gid = 4243;
+    o.run_as.groups = std::vector<gid_t>{4244, 4245};
+    o.nice = 3;
+    o.cwd = "/";
+    CHECK(run_capture(o) == "4242424\n4243\n4243 4244 4245\n3\n/\n");
+    // The kernel makes a task's mm non-dumpable when it changes its ids: had the child shared
+    // ours, this process would have lost its core dumps.
+    CHECK(::prctl(PR_GET_DUMPABLE) == 1);
+
+    o.run_as = {};
+    o.run_as.uid = 4242424; // without gid: needs a passwd entry, refused before anything runs
+    auto c = spawn(o);
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().message().find("4242424") != std::string::npos);
 }
