@@ -147,8 +147,8 @@ CGRUN_CHILD_SIDE void close_from(unsigned from, unsigned to)
     // Raising priority needs root: before the identity changes.
     if (p.set_nice && (r = sys::raw_syscall(SYS_setpriority, PRIO_PROCESS, 0, p.nice)) < 0)
         child_fail(p, stage::nice, r);
-    // Groups while we may still set them, the uid last; the raw calls change this task only
-    // (glibc's wrappers would signal every thread of the spawner, whose memory we share).
+    // Groups while we may still set them, the uid last. The raw calls change this task only;
+    // glibc's wrappers would try to make every thread it knows of follow (setxid broadcast).
     if (p.set_ids) {
         if ((r = sys::raw_syscall(SYS_setgroups, p.ngroups, arg(p.groups))) < 0)
             child_fail(p, stage::groups, r);

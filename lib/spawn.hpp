@@ -77,7 +77,8 @@ struct launch_free {
 struct spawned {
     pid_t pid = -1;
     std::string path; // the resolved executable
-    std::string cwd;  // as requested, and the identity, for the errors of release()
+    // What the errors of release() name: the directory, the identity, the nice value.
+    std::string cwd;
     identity run_as;
     std::optional<int> nice;
     reaping_pidfd pidfd;
