@@ -18,7 +18,10 @@ namespace cgrun {
 // where one child's tree ended up (unit, cgroup, process group); a *mechanism* is how a tree
 // was killed ("cgroup.kill", "freeze-kill", "subreaper", "killpg" in kill_info).
 enum class method {
-    automatic, // scope, else cgroup, else subreaper, else pgroup; each step down is recorded
+    // scope, else cgroup, else subreaper, else pgroup; each step down is recorded. Inside a
+    // cgroup systemd delegated to the caller (Delegate=yes: xattr trusted.delegate or
+    // user.delegate on the own cgroup) cgroup comes first, then scope (placement::reason).
+    automatic,
     scope,     // a transient systemd scope per child (sd-bus StartTransientUnit)
     cgroup,    // a cgroup v2 directory per child under a delegated parent
     pgroup,    // a process group only: setsid/double-fork escapees are NOT contained

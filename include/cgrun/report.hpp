@@ -49,6 +49,8 @@ struct run_report {
     // method was chosen; the JSON says null then).
     method used = method::automatic;
     std::vector<fallback> fallbacks;
+    // Why auto chose its first method out of its usual order (placement::reason), else nullopt.
+    std::optional<std::string> method_reason;
     std::optional<std::string> unit;   // scope name (scope method)
     std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy
     pid_t pid = -1;
