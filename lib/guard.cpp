@@ -300,7 +300,17 @@ result<void> start_guard(connection& c)
     // A grandchild: the intermediate exits at once (and is reaped by our next call), so the
     // guard is never our child: no zombie and no SIGCHLD of ours when it ends.
     int mid_pidfd = -1;
+    // Forked with every signal blocked (this thread's mask, restored below): a signal that
+    // reached the guard before guard_main() blocks them would run the spawner's handler in
+    // the guard (seen: systemd's SIGTERM to a unit whose main process had just exited made
+    // a test's doctest handler print a second summary from the guard). The raw call blocks
+    // glibc's internal signals too.
+    std::uint64_t all = ~std::uint64_t{0}, old = 0;
+    (void)sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all),
+                           reinterpret_cast<long>(&old), sizeof all);
     pid_t mid = sys::clone3_fork(CLONE_PIDFD, &mid_pidfd, -1);
+    if (mid != 0)
+        (void)sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&old), 0, sizeof old);
     if (mid == 0) {
         pid_t g = static_cast<pid_t>(sys::raw_syscall(SYS_fork));
         if (g == 0)
