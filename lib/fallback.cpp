@@ -24,8 +24,14 @@ const method_entry delegated_methods[4] = {
 
 std::span<const method_entry> methods_for(const options& o, placement& where)
 {
+    if (o.method != method::automatic)
+        return default_methods;
+    if (o.cgroup.delegated_scope) {
+        where.reason = "a delegated scope per spawner was asked for (cgroup.delegated_scope)";
+        return delegated_methods;
+    }
     // Only the caller's own cgroup: a parent given by name is not known to be ours.
-    if (o.method != method::automatic || !o.cgroup.parent.empty())
+    if (!o.cgroup.parent.empty())
         return default_methods;
     auto d = delegated_default_parent();
     if (!d)

@@ -93,6 +93,14 @@ struct cgroup_options {
     // Parent of the leaves, as a path inside the cgroup2 hierarchy ("/a/b"); it must exist
     // (cgrun creates only its own leaves). Empty = the caller's own cgroup.
     std::string parent;
+    // The parent of the leaves is one transient systemd scope with Delegate=yes per spawning
+    // process, "cgrun-<pid>.scope", started by its first spawn with this option: a unit
+    // that owns all its children (reported as `unit`), at the cost of one StartTransientUnit
+    // per process instead of one per child. The spawner-death guard lives in its sub-leaf
+    // "guard" and holds it: when the spawner exits (or dies) the guard kills what is left,
+    // exits, and systemd removes the emptied scope. Needs spawner_guard and a reachable
+    // manager (scope.bus, scope.slice, scope.bus_timeout apply); excludes `parent`.
+    bool delegated_scope = false;
 };
 
 struct options {

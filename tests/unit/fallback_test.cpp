@@ -171,3 +171,13 @@ TEST_CASE("an explicit method or a given cgroup parent never reorders")
     CHECK(methods_for(o, where).data() == default_methods);
     CHECK_FALSE(where.reason.has_value());
 }
+
+TEST_CASE("auto with the delegated scope asked for tries cgroup first, and says why")
+{
+    options o;
+    placement where;
+    o.cgroup.delegated_scope = true;
+    CHECK(methods_for(o, where).data() == delegated_methods);
+    REQUIRE(where.reason.has_value());
+    CHECK(where.reason->find("delegated_scope") != std::string::npos);
+}
