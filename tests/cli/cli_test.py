@@ -973,6 +973,31 @@ class Methods(CgrunTestCase):
         self.assert_dead(esc, "the setsid escapee after the main process exited")
         self.assertFalse(os.path.exists(os.path.join(cgroup2_mount(), r["cgroup"].lstrip("/"))))
 
+    def test_delegated_scope(self):
+        """--delegated-scope: the tree in a leaf of a Delegate=yes scope cgrun-<pid>.scope,
+        held as under -m cgroup (escapees die), and the scope gone after cgrun exits."""
+        if not SYSTEMD:
+            self.assert_rejected(["--delegated-scope"] + self.command())
+            return
+        self.assert_rejected(["--delegated-scope", "--cgroup-parent", "/x"] + self.command(),
+                             needle="exclude")
+        proc, r = self.run_json(["--delegated-scope", "-t", "0.5", "--", SH, "-c",
+                                 "cat /proc/self/cgroup; " + self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertRegex(r["unit"], r"^cgrun-[0-9]+\.scope$")
+        self.assertIn("/" + r["unit"] + "/cgrun-", r["cgroup"])
+        self.assertIn("0::" + r["cgroup"], proc.stdout.decode().splitlines())
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assert_dead(esc, "the setsid escapee at the timeout")
+        scope_dir = os.path.join(cgroup2_mount(), r["cgroup"].lstrip("/").rsplit("/", 1)[0])
+        for _ in range(300):
+            if not os.path.exists(scope_dir):
+                break
+            time.sleep(0.01)
+        self.assertFalse(os.path.exists(scope_dir), "the scope outlived cgrun")
+
     def test_scope_without_systemd_fails(self):
         if SYSTEMD:
             self.skipTest("systemd is reachable here")
