@@ -306,7 +306,7 @@ result<child> spawn(options opts)
     if (st->opts.spawner_guard)
         if (auto g = detail::guard_ready(); !g)
             return g.error();
-    auto p = detail::place(detail::default_methods, st->opts.method, {st->opts, *limits, &st->main}, st->where);
+    auto p = detail::place(detail::methods_for(st->opts, st->where), st->opts.method, {st->opts, *limits, &st->main}, st->where);
     if (!p)
         return p.error();
     st->main.pid = p->process.pid;

@@ -1,5 +1,6 @@
 // auto's order of the methods, and placing a child with the first one that works.
 
+#include "delegation.hpp"
 #include "tree.hpp"
 
 namespace cgrun::detail {
@@ -10,6 +11,34 @@ const method_entry default_methods[4] = {
     {method::subreaper, place_in_subreaper},
     {method::pgroup, place_in_pgroup},
 };
+
+// Inside a cgroup systemd delegated to the caller (Delegate=yes) a leaf of it is the
+// cheapest place, and a scope per child would add a unit per child, each a D-Bus round trip,
+// to a subtree that is ours already.
+const method_entry delegated_methods[4] = {
+    {method::cgroup, place_in_cgroup},
+    {method::scope, place_in_scope},
+    {method::subreaper, place_in_subreaper},
+    {method::pgroup, place_in_pgroup},
+};
+
+std::span<const method_entry> methods_for(const options& o, placement& where)
+{
+    if (o.method != method::automatic)
+        return default_methods;
+    if (o.cgroup.delegated_scope) {
+        where.reason = "a delegated scope per spawner was asked for (cgroup.delegated_scope)";
+        return delegated_methods;
+    }
+    // Only the caller's own cgroup: a parent given by name is not known to be ours.
+    if (!o.cgroup.parent.empty())
+        return default_methods;
+    auto d = delegated_default_parent();
+    if (!d)
+        return default_methods;
+    where.reason = describe(*d);
+    return delegated_methods;
+}
 
 bool is_fatal(const error& e)
 {

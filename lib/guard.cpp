@@ -269,6 +269,8 @@ struct connection {
     int sock = -1;
     pid_t owner = -1; // the process the socket belongs to; another one (a fork) starts anew
     unique_fd intermediate;    // pidfd of the process that forked the guard, until reaped
+    unique_fd pid_pipe;        // where the intermediate writes the guard's pid, until read
+    pid_t guard = -1;          // the guard's pid, once read from pid_pipe
     std::atomic<std::uint64_t> next_id{0};
 };
 
@@ -297,14 +299,31 @@ result<void> start_guard(connection& c)
         return error::make(errc::spawn_failed,
                            std::string("spawner-death guard: socketpair: ") + std::strerror(errno));
     unique_fd mine(sv[0]), theirs(sv[1]);
+    auto pid_pipe = sys::make_pipe();
+    if (!pid_pipe)
+        return error::make(errc::spawn_failed, "spawner-death guard: " + pid_pipe.error().message());
     // A grandchild: the intermediate exits at once (and is reaped by our next call), so the
     // guard is never our child: no zombie and no SIGCHLD of ours when it ends.
     int mid_pidfd = -1;
+    // Forked with every signal blocked (this thread's mask, restored below): a signal that
+    // reached the guard before guard_main() blocks them would run the spawner's handler in
+    // the guard (seen: systemd's SIGTERM to a unit whose main process had just exited made
+    // a test's doctest handler print a second summary from the guard). The raw call blocks
+    // glibc's internal signals too.
+    std::uint64_t all = ~std::uint64_t{0}, old = 0;
+    (void)sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&all),
+                           reinterpret_cast<long>(&old), sizeof all);
     pid_t mid = sys::clone3_fork(CLONE_PIDFD, &mid_pidfd, -1);
+    if (mid != 0)
+        (void)sys::raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&old), 0, sizeof old);
     if (mid == 0) {
         pid_t g = static_cast<pid_t>(sys::raw_syscall(SYS_fork));
         if (g == 0)
             guard_main(theirs.get(), self->get());
+        // The guard is not ours to see in /proc/PID/task/*/children: say who it is (a pipe
+        // write of 4 bytes is atomic).
+        if (g > 0)
+            (void)::write(pid_pipe->write.get(), &g, sizeof g);
         ::_exit(g > 0 ? 0 : 1);
     }
     if (mid < 0)
@@ -313,6 +332,8 @@ result<void> start_guard(connection& c)
     // and the guard reads what we send whenever it gets to run. A guard that never came up
     // shows as a failed send.
     c.intermediate = unique_fd(mid_pidfd);
+    c.pid_pipe = std::move(pid_pipe->read);
+    c.guard = -1;
     // Only we send: a message of the guard's left unread when we exit would make the kernel
     // report ECONNRESET to it ahead of our last messages.
     (void)::shutdown(mine.get(), SHUT_RD);
@@ -358,6 +379,27 @@ result<void> guard_ready()
     if (c.owner == ::getpid())
         return {};
     return start_guard(c);
+}
+
+result<pid_t> guard_pid()
+{
+    auto& c = conn();
+    std::lock_guard lock(c.mutex);
+    reap_intermediate(c);
+    if (c.owner != ::getpid())
+        if (auto r = start_guard(c); !r)
+            return r.error();
+    if (c.guard > 0)
+        return c.guard;
+    // Written by the intermediate right after its fork: a moment at most.
+    pid_t g = -1;
+    auto ready = sys::poll_one(c.pid_pipe.get(), POLLIN, std::chrono::seconds(5));
+    if (ready && *ready != 0 && ::read(c.pid_pipe.get(), &g, sizeof g) == static_cast<ssize_t>(sizeof g) && g > 0) {
+        c.guard = g;
+        c.pid_pipe.reset();
+        return g;
+    }
+    return error::make(errc::spawn_failed, "spawner-death guard: its pid was not reported");
 }
 
 result<guard_ticket> guard_tree(const guard_target& t)

@@ -48,6 +48,10 @@ private:
 // tree right after its command started is one message, not a fork.
 result<void> guard_ready();
 
+// The pid of this process's guard, starting it if it has none (the per-spawner delegated
+// scope holds it in a sub-leaf). errc::spawn_failed when it cannot be had.
+result<pid_t> guard_pid();
+
 // Registers a tree with this process's guard, starting the guard on first use (and anew in
 // a process forked from one that had a guard). errc::spawn_failed when it cannot be had.
 result<guard_ticket> guard_tree(const guard_target& t);

@@ -5,6 +5,7 @@
 #include "cgroup_tree.hpp"
 #include "hierarchy.hpp"
 #include "setup.hpp"
+#include "spawner_scope.hpp"
 
 #include <unistd.h>
 
@@ -222,7 +223,19 @@ result<placed> place_in_cgroup(const place_request& r)
     if (!root)
         return root.error();
     std::string parent = o.cgroup.parent;
-    if (parent.empty()) {
+    std::optional<std::string> unit;
+    if (o.cgroup.delegated_scope) {
+        if (!parent.empty())
+            return error::make(errc::invalid_argument, "a cgroup parent and the delegated scope exclude each other");
+        if (!o.spawner_guard)
+            return error::make(errc::invalid_argument, "the delegated scope is held by the spawner-death guard, "
+                                                       "which is turned off (spawner_guard)");
+        auto s = spawner_scope(o);
+        if (!s)
+            return s.error();
+        parent = s->cgroup;
+        unit = s->unit;
+    } else if (parent.empty()) {
         auto own = default_parent();
         if (!own)
             return own.error();
@@ -265,6 +278,7 @@ result<placed> place_in_cgroup(const place_request& r)
             return error::make(errc::cgroup_not_delegated, w.error().message());
     }
     placed p;
+    p.unit = unit; // the delegated scope that owns the leaf, if any
     p.cgroup = leaf->path();
     p.process = std::move(*sp);
     p.held = std::make_unique<cgroup_tree>(leaf.hand_on());

@@ -2,6 +2,7 @@
 
 #include "cgroup_fs.hpp"
 #include "cgroup_path.hpp"
+#include "delegation.hpp"
 #include "hierarchy.hpp"
 #include "setup.hpp"
 #include "spawn.hpp"
@@ -26,9 +27,14 @@ host_info probe_host(const options& opts)
 
     if (root) {
         std::string parent = opts.cgroup.parent;
-        if (parent.empty())
+        if (parent.empty()) {
             if (auto p = detail::default_parent())
                 parent = *p;
+            if (auto d = detail::delegated_default_parent()) {
+                h.delegated = true;
+                h.delegation_marker = d->marker;
+            }
+        }
         if (parent.empty())
             h.delegated_parent_error = "own cgroup unknown";
         else {

@@ -142,6 +142,7 @@ std::string to_json(const run_report& r)
     for (auto& f : r.fallbacks)
         fb.push_back({{"method", std::string(to_string(f.tried))}, {"reason", f.reason}});
     j["fallbacks"] = fb;
+    j["method_reason"] = r.method_reason ? json(*r.method_reason) : json(nullptr);
     j["unit"] = r.unit ? json(*r.unit) : json(nullptr);
     j["cgroup"] = r.cgroup ? json(*r.cgroup) : json(nullptr);
     j["pid"] = r.pid > 0 ? json(r.pid) : json(nullptr);
@@ -193,6 +194,7 @@ run_report make_report(const child_state& st)
     rep.command = st.opts.argv;
     rep.used = st.where.used;
     rep.fallbacks = st.where.fallbacks;
+    rep.method_reason = st.where.reason;
     rep.unit = st.where.unit;
     rep.cgroup = st.where.cgroup;
     rep.pid = st.main.pid;

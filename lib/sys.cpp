@@ -142,6 +142,21 @@ bool has_xattr(int fd, const std::string& name) noexcept
     return ::fgetxattr(fd, name.c_str(), nullptr, 0) >= 0;
 }
 
+bool root_or_owner(int fd) noexcept
+{
+    struct stat st {};
+    return ::geteuid() == 0 || (::fstat(fd, &st) == 0 && st.st_uid == ::geteuid());
+}
+
+result<std::string> get_xattr(int fd, const std::string& name)
+{
+    char buf[64];
+    auto n = ::fgetxattr(fd, name.c_str(), buf, sizeof buf);
+    if (n < 0)
+        return error::from_errno(errno, "getxattr " + name);
+    return std::string(buf, static_cast<std::size_t>(n));
+}
+
 int remove_dir(int at, const std::string& path) noexcept
 {
     return ::unlinkat(at, path.c_str(), AT_REMOVEDIR) < 0 ? -errno : 0;

@@ -41,6 +41,10 @@ result<void> make_dir(int at, const std::string& path, mode_t mode);
 // fsetxattr / fgetxattr on an open file or directory.
 result<void> set_xattr(int fd, const std::string& name, std::string_view value);
 bool has_xattr(int fd, const std::string& name) noexcept;
+// The caller runs as root (euid 0) or owns the open file `fd`.
+bool root_or_owner(int fd) noexcept;
+// The value of a small xattr (at most 64 bytes; a longer one is an error, ERANGE).
+result<std::string> get_xattr(int fd, const std::string& name);
 // rmdir: 0 or -errno (callers retry -EBUSY).
 int remove_dir(int at, const std::string& path) noexcept;
 

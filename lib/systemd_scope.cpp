@@ -212,6 +212,8 @@ result<message_ptr> build_start(sd_bus* bus, const scope_request& req, bool oom_
         return fail(r);
     if (req.kill_signal && (r = sd().sd_bus_message_append(raw, "(sv)", "KillSignal", "i", req.kill_signal)) < 0)
         return fail(r);
+    if (req.delegate && (r = sd().sd_bus_message_append(raw, "(sv)", "Delegate", "b", 1)) < 0)
+        return fail(r);
     for (auto& p : req.properties)
         if ((r = append_property(raw, p)) < 0)
             return fail(r);

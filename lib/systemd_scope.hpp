@@ -33,6 +33,7 @@ struct scope_request {
     std::optional<std::uint64_t> runtime_max_usec;
     std::uint64_t timeout_stop_usec = 0;
     int kill_signal = 0;
+    bool delegate = false; // Delegate=yes: the scope's subtree is ours to manage
     std::vector<scope_property> properties;
 };
 

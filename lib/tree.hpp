@@ -137,6 +137,13 @@ struct method_entry {
 };
 // scope, cgroup, subreaper, pgroup: auto's order.
 extern const method_entry default_methods[4];
+// cgroup, scope, subreaper, pgroup: auto's order inside a cgroup delegated to the caller.
+extern const method_entry delegated_methods[4];
+
+// The table place() walks for `o`: delegated_methods when auto runs in a cgroup systemd
+// delegated to the caller (and no cgroup parent is given; `where.reason` then says so),
+// else default_methods.
+std::span<const method_entry> methods_for(const options& o, placement& where);
 
 // Errors that every other method would hit as well (exec errors, bad arguments, a limit
 // that needs a missing controller): auto does not fall back on them.

@@ -155,7 +155,9 @@ void describe_containment(const placement& info, method requested)
     if (requested != method::automatic)
         line += " (as requested)";
     else if (info.fallbacks.empty())
-        line += " (first choice of auto)";
+        line += info.reason ? " (first choice of auto: " + *info.reason + ")" : " (first choice of auto)";
+    else if (info.reason)
+        line += " (auto's order: " + *info.reason + ")";
     if (info.used == method::pgroup)
         line += "; setsid escapees are not contained";
     warn(line);
@@ -271,6 +273,7 @@ int run_command(const command_line& cmd, json_file& json)
         auto report = failed_report(cmd.opts.argv, message);
         report.used = c.placement().used;
         report.fallbacks = c.placement().fallbacks;
+        report.method_reason = c.placement().reason;
         report.unit = c.placement().unit;
         report.cgroup = c.placement().cgroup;
         report.pid = c.pid();

@@ -192,6 +192,8 @@ nlohmann::json host_json(const host_info& h)
         {"cgroup_kill", h.cgroup_kill},
         {"delegated_parent", optional_json(h.delegated_parent)},
         {"delegated_parent_error", optional_json(h.delegated_parent_error)},
+        {"delegated", h.delegated},
+        {"delegation_marker", optional_json(h.delegation_marker)},
         {"clone_into_cgroup", h.clone_into_cgroup},
         {"clone_into_cgroup_error", optional_json(h.clone_into_cgroup_error)},
         {"systemd_reachable", h.systemd_reachable},
@@ -264,6 +266,8 @@ int run_check(const command_line& cmd, json_file& json)
     row(out, "cgroup.kill", host.cgroup_kill ? "yes" : "no");
     row(out, "delegated parent",
         host.delegated_parent ? *host.delegated_parent : yes_no(false, host.delegated_parent_error));
+    row(out, "systemd delegation",
+        host.delegated ? "yes (" + *host.delegation_marker + "; auto tries cgroup before scope)" : std::string("no"));
     row(out, "clone3 into cgroup", yes_no(host.clone_into_cgroup, host.clone_into_cgroup_error));
     row(out, "systemd manager", yes_no(host.systemd_reachable, host.systemd_error));
     std::string controllers;

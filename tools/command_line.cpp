@@ -33,6 +33,7 @@ enum class opt {
     unit,
     cgroup_parent,
     description,
+    delegated_scope,
     property,
     setenv,
     working_directory,
@@ -60,7 +61,7 @@ struct opt_spec {
     opt id;
 };
 
-constexpr std::array<opt_spec, 29> specs{{
+constexpr std::array<opt_spec, 30> specs{{
     {"timeout", 't', true, opt::timeout},
     {"cpu-time", '\0', true, opt::cpu_time},
     {"kill-after", 'k', true, opt::kill_after},
@@ -72,6 +73,7 @@ constexpr std::array<opt_spec, 29> specs{{
     {"unit", '\0', true, opt::unit},
     {"cgroup-parent", '\0', true, opt::cgroup_parent},
     {"description", '\0', true, opt::description},
+    {"delegated-scope", '\0', false, opt::delegated_scope},
     {"property", 'p', true, opt::property},
     {"setenv", 'E', true, opt::setenv},
     {"working-directory", 'd', true, opt::working_directory},
@@ -271,6 +273,8 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
     case opt::cgroup_parent:
         if (value.empty())
             return "empty cgroup parent";
+        if (opts.cgroup.delegated_scope)
+            return "--cgroup-parent and --delegated-scope exclude each other";
         opts.cgroup.parent = value;
         seen.cgroup_option = "--cgroup-parent";
         break;
@@ -278,6 +282,12 @@ std::optional<std::string> apply(const opt_spec& spec, std::string_view value, c
         if (value.empty())
             return "empty description";
         opts.scope.description = value;
+        break;
+    case opt::delegated_scope:
+        if (!opts.cgroup.parent.empty())
+            return "--cgroup-parent and --delegated-scope exclude each other";
+        opts.cgroup.delegated_scope = true;
+        seen.cgroup_option = "--delegated-scope";
         break;
     case opt::property:
         return parse_property(value, opts);
@@ -583,6 +593,9 @@ exits, when it times out, or when cgrun is interrupted.
       --cgroup-parent=PATH   parent cgroup for the cgroup method       [*]
       --description=TEXT     description of the scope (other methods have
                                no unit to describe: ignored there)
+      --delegated-scope      the cgroup method's cgroup goes under a scope
+                               cgrun-<pid>.scope with Delegate=yes,
+                               started for this run                    [*]
   -p, --property=NAME=VALUE  a limit, with systemd's syntax (repeatable):
                                MemoryMax=, MemoryHigh=, MemoryLow=, MemoryMin=,
                                MemorySwapMax= (1.5G, 50% of RAM, infinity),
@@ -623,7 +636,8 @@ Without -t, a first operand that is a DURATION and is followed by COMMAND is
 the timeout, as in timeout(1) (cgrun 10 make); use -t or ./NAME to run a
 command whose name looks like a DURATION.
 The auto method takes a systemd scope, else a cgroup, else a reaper process
-(subreaper), else a process group; all but the last contain processes that
+(subreaper), else a process group (inside a cgroup systemd delegated to cgrun,
+a Delegate=yes unit, a cgroup of it comes first); all but the last contain processes that
 call setsid(), so cgrun warns on stderr when it ends at a process group (-q:
 not). If cgrun itself is killed, a guard process kills the tree. [*] These options select
 their method (with -m auto or no -m; another -m is an error): if it cannot be

@@ -25,7 +25,10 @@ struct child_state;
 struct placement {
     method used = method::pgroup;
     std::vector<fallback> fallbacks;   // methods tried first (auto) and why they were not used
-    std::optional<std::string> unit;   // scope method
+    // Why auto took `used` first, when not by its usual order: the caller's own cgroup is
+    // delegated to it (systemd's Delegate=yes), so the cgroup method comes before scope.
+    std::optional<std::string> reason;
+    std::optional<std::string> unit;   // scope method; cgroup with cgroup.delegated_scope: that scope
     std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy (scope, cgroup)
     pid_t pgid = -1;
 };

@@ -19,6 +19,11 @@ struct host_info {
     bool cgroup_kill = false;         // cgroup.kill exists in the own cgroup (or the mount root's children)
     std::optional<std::string> delegated_parent; // where the cgroup method would create its leaves
     std::optional<std::string> delegated_parent_error;
+    // systemd marked the default parent delegated (Delegate=yes): auto then tries the cgroup
+    // method before scope. `delegation_marker` names the xattr that says so
+    // ("trusted.delegate" or "user.delegate"). Never set for an explicit cgroup parent.
+    bool delegated = false;
+    std::optional<std::string> delegation_marker;
     bool clone_into_cgroup = false;   // clone3(CLONE_INTO_CGROUP) worked into a test leaf
     std::optional<std::string> clone_into_cgroup_error;
     bool systemd_reachable = false;   // the chosen systemd manager answered

@@ -19,7 +19,10 @@ namespace cgrun {
 // where one child's tree ended up (unit, cgroup, process group); a *mechanism* is how a tree
 // was killed ("cgroup.kill", "freeze-kill", "subreaper", "killpg" in kill_info).
 enum class method {
-    automatic, // scope, else cgroup, else subreaper, else pgroup; each step down is recorded
+    // scope, else cgroup, else subreaper, else pgroup; each step down is recorded. Inside a
+    // cgroup systemd delegated to the caller (Delegate=yes: xattr trusted.delegate or
+    // user.delegate on the own cgroup) cgroup comes first, then scope (placement::reason).
+    automatic,
     scope,     // a transient systemd scope per child (sd-bus StartTransientUnit)
     cgroup,    // a cgroup v2 directory per child under a delegated parent
     pgroup,    // a process group only: setsid/double-fork escapees are NOT contained
@@ -93,6 +96,14 @@ struct cgroup_options {
     // Parent of the leaves, as a path inside the cgroup2 hierarchy ("/a/b"); it must exist
     // (cgrun creates only its own leaves). Empty = the caller's own cgroup.
     std::string parent;
+    // The parent of the leaves is one transient systemd scope with Delegate=yes per spawning
+    // process, "cgrun-<pid>.scope", started by its first spawn with this option: a unit
+    // that owns all its children (reported as `unit`), at the cost of one StartTransientUnit
+    // per process instead of one per child. The spawner-death guard lives in its sub-leaf
+    // "guard" and holds it: when the spawner exits (or dies) the guard kills what is left,
+    // exits, and systemd removes the emptied scope. Needs spawner_guard and a reachable
+    // manager (scope.bus, scope.slice, scope.bus_timeout apply); excludes `parent`.
+    bool delegated_scope = false;
 };
 
 // Who the command runs as, set in the child just before exec (after nice, before chdir).

@@ -49,7 +49,9 @@ struct run_report {
     // method was chosen; the JSON says null then).
     method used = method::automatic;
     std::vector<fallback> fallbacks;
-    std::optional<std::string> unit;   // scope name (scope method)
+    // Why auto chose its first method out of its usual order (placement::reason), else nullopt.
+    std::optional<std::string> method_reason;
+    std::optional<std::string> unit;   // scope name (scope method; the delegated scope, cgroup method)
     std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy
     pid_t pid = -1;
     // Wall-clock time at which the command was started; nullopt when nothing was started.

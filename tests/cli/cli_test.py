@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """End-to-end tests of the cgrun tool: options, exit statuses, JSON reports, containment.
 
-usage: cli_test.py CGRUN_BINARY AUTO_METHOD [unittest arguments...]
+usage: cli_test.py CGRUN_BINARY HERE [unittest arguments...]
 
-AUTO_METHOD is the method `-m auto` must pick here: "cgroup" on a host whose PID 1 is
-not systemd, "scope" under a real systemd. Exits 77 (skip) when the binary is missing
-or the test does not run as root.
+HERE says where the tests run, and so what `-m auto` must pick: "cgroup" on a host whose
+PID 1 is not systemd (auto: cgroup); "scope" under a real systemd, outside any cgroup it
+delegated (auto: scope); "delegated" inside a unit with Delegate=yes (auto: cgroup, a leaf
+of the unit's cgroup, systemd reachable). Exits 77 (skip) when the binary is missing or
+the test does not run as root.
 
 Every process a test starts carries CGRUN_CLI_TEST=<its temp dir> in its environment;
 tearDown kills whatever still carries it, so a failing test leaves nothing behind.
@@ -40,7 +42,9 @@ def parse_report(text, kind="run"):
 
 SKIP = 77
 CGRUN = ""
-AUTO = ""
+AUTO = ""          # the method auto must pick here
+SYSTEMD = False    # a systemd manager answers
+DELEGATED = False  # our own cgroup is a Delegate=yes unit's
 
 SH = "/bin/sh"
 
@@ -911,9 +915,15 @@ class JsonReport(CgrunTestCase):
         if AUTO == "scope":
             self.assertTrue(r["unit"].endswith(".scope"))
             self.assertEqual(r["fallbacks"], [])
+            self.assertIsNone(r["method_reason"])
+        elif DELEGATED:
+            self.assertIsNone(r["unit"])
+            self.assertEqual(r["fallbacks"], [])
+            self.assertIn("is delegated to this process", r["method_reason"])
         else:
             self.assertIsNone(r["unit"])
             self.assertEqual([f["method"] for f in r["fallbacks"]], ["scope"])
+            self.assertIsNone(r["method_reason"])
 
     def test_nonzero_exit(self):
         proc, r = self.run_json([SH, "-c", "exit 3"])
@@ -957,7 +967,7 @@ class JsonReport(CgrunTestCase):
         self.assertIsNone(r["exit_code"])
 
     def test_containment_failure(self):
-        if AUTO != "cgroup":
+        if SYSTEMD:
             self.skipTest("systemd is reachable here")
         proc, r = self.run_json(["-m", "scope", "--", SH, "-c", "touch " + self.path("started")])
         self.assertEqual(proc.returncode, 125)
@@ -974,7 +984,7 @@ class Methods(CgrunTestCase):
         self.assertEqual(r["method"], AUTO)
 
     def test_explicit_methods(self):
-        wanted = ["cgroup", "subreaper", "pgroup"] + (["scope"] if AUTO == "scope" else [])
+        wanted = ["cgroup", "subreaper", "pgroup"] + (["scope"] if SYSTEMD else [])
         for m in wanted:
             proc, r = self.run_json(["-m", m, "--", SH, "-c", "cat /proc/self/cgroup"])
             self.assertEqual(proc.returncode, 0, m)
@@ -984,8 +994,62 @@ class Methods(CgrunTestCase):
                 own = [l for l in proc.stdout.decode().splitlines() if l.startswith("0::")]
                 self.assertEqual(own, ["0::" + r["cgroup"]], m)
 
+    def test_auto_in_a_delegated_unit_takes_a_leaf_of_it(self):
+        """Inside a Delegate=yes unit auto runs the tree in a leaf below the unit's cgroup (no
+        scope per child), and the tree is held as under -m cgroup: escapees die."""
+        if not DELEGATED:
+            self.skipTest("not inside a Delegate=yes unit")
+        with open("/proc/self/cgroup") as f:
+            own = [l[3:].strip() for l in f if l.startswith("0::")][0]
+        # at the timeout, with a setsid escapee
+        proc, r = self.run_json(["-t", "0.5", "--", SH, "-c", "cat /proc/self/cgroup; " +
+                                 self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertIsNone(r["unit"])
+        self.assertTrue(r["cgroup"].startswith(own + "/cgrun-"), (own, r["cgroup"]))
+        self.assertIn("0::" + r["cgroup"], proc.stdout.decode().splitlines())
+        self.assertIn(own + " is delegated", r["method_reason"])
+        self.assertEqual(r["kill"]["mechanism"], "cgroup.kill")
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assert_dead(esc, "the setsid escapee at the timeout")
+        # when the main process exits by itself
+        proc, r = self.run_json(["--", SH, "-c", self.escapee("esc2") + "exit 3"])
+        esc = self.watch("esc2")
+        self.assertEqual(proc.returncode, 3, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assert_dead(esc, "the setsid escapee after the main process exited")
+        self.assertFalse(os.path.exists(os.path.join(cgroup2_mount(), r["cgroup"].lstrip("/"))))
+
+    def test_delegated_scope(self):
+        """--delegated-scope: the tree in a leaf of a Delegate=yes scope cgrun-<pid>.scope,
+        held as under -m cgroup (escapees die), and the scope gone after cgrun exits."""
+        if not SYSTEMD:
+            self.assert_rejected(["--delegated-scope"] + self.command())
+            return
+        self.assert_rejected(["--delegated-scope", "--cgroup-parent", "/x"] + self.command(),
+                             needle="exclude")
+        proc, r = self.run_json(["--delegated-scope", "-t", "0.5", "--", SH, "-c",
+                                 "cat /proc/self/cgroup; " + self.escapee("esc") + "exec sleep 60"])
+        esc = self.watch("esc")
+        self.assertEqual(proc.returncode, 124, proc.stderr)
+        self.assertEqual(r["method"], "cgroup")
+        self.assertRegex(r["unit"], r"^cgrun-[0-9]+\.scope$")
+        self.assertIn("/" + r["unit"] + "/cgrun-", r["cgroup"])
+        self.assertIn("0::" + r["cgroup"], proc.stdout.decode().splitlines())
+        self.assertEqual(r["remaining_processes"], 0)
+        self.assert_dead(esc, "the setsid escapee at the timeout")
+        scope_dir = os.path.join(cgroup2_mount(), r["cgroup"].lstrip("/").rsplit("/", 1)[0])
+        for _ in range(300):
+            if not os.path.exists(scope_dir):
+                break
+            time.sleep(0.01)
+        self.assertFalse(os.path.exists(scope_dir), "the scope outlived cgrun")
+
     def test_scope_without_systemd_fails(self):
-        if AUTO != "cgroup":
+        if SYSTEMD:
             self.skipTest("systemd is reachable here")
         for extra in ([], ["--user"], ["--system"]):
             proc = self.run_cgrun(["-m", "scope"] + extra + ["--", SH, "-c",
@@ -1003,15 +1067,17 @@ class Methods(CgrunTestCase):
         self.assertIn("err", lines)
         ours = [l for l in lines if l.startswith("cgrun: ")]
         self.assertTrue(any(AUTO in l for l in ours), ours)
-        if AUTO == "cgroup":
+        if not SYSTEMD:
             self.assertTrue(any(l.startswith("cgrun: not using scope: ") for l in ours), ours)
+        if DELEGATED:
+            self.assertTrue(any("first choice of auto: " in l and "is delegated" in l for l in ours), ours)
         proc = self.run_cgrun(["-v", "-m", "pgroup", "-t", "0.2", "sleep", "5"])
         self.assertEqual(proc.returncode, 124)
         self.assertIn("pgroup", proc.stderr.decode())
         self.assertIn("timed out", proc.stderr.decode())
 
     def test_user_and_system_bus(self):
-        if AUTO == "scope":
+        if SYSTEMD:
             proc, r = self.run_json(["--system", "true"])
             self.assertEqual(proc.returncode, 0)
             self.assertEqual(r["method"], "scope")
@@ -1029,7 +1095,7 @@ class Methods(CgrunTestCase):
     def test_unit_name(self):
         for suffix in ("", ".scope"):
             name = f"cgrun-cli-test-{os.getpid()}-{len(suffix)}"
-            if AUTO != "scope":
+            if not SYSTEMD:
                 self.assert_rejected(["--unit", name + suffix] + self.command())
                 continue
             proc, r = self.run_json(["--unit", name + suffix, "true"])
@@ -1037,7 +1103,7 @@ class Methods(CgrunTestCase):
             self.assertEqual(r["unit"], name + ".scope")
 
     def test_slice(self):
-        if AUTO != "scope":
+        if not SYSTEMD:
             self.assert_rejected(["--slice", "cgrun-cli-test.slice"] + self.command())
             return
         proc, r = self.run_json(["--slice", "cgrun-cli-test.slice", "true"])
@@ -1071,7 +1137,7 @@ class NoSilentWeakening(CgrunTestCase):
         unit = f"cgrun-cli-implied-{os.getpid()}"
         for extra in (["--system"], ["--unit", unit], ["--slice", "cgrun-cli-test.slice"],
                       ["-m", "auto", "--system"]):
-            if AUTO == "scope":
+            if SYSTEMD:
                 proc, r = self.run_json(extra + ["true"])
                 self.assertEqual(proc.returncode, 0, f"{extra}: {proc.stderr!r}")
                 self.assertEqual(r["method"], "scope", extra)
@@ -1390,7 +1456,9 @@ class Check(CgrunTestCase):
         self.assertEqual(doc["kind"], "check")
         self.assertTrue(doc["ok"])
         self.assertEqual(doc["host"]["cgroup2_mount"], cgroup2_mount())
-        self.assertEqual(doc["host"]["systemd_reachable"], AUTO == "scope")
+        self.assertEqual(doc["host"]["systemd_reachable"], SYSTEMD)
+        self.assertEqual(doc["host"]["delegated"], DELEGATED)
+        self.assertEqual(doc["host"]["delegation_marker"] is not None, DELEGATED)
         proofs = {p["method"]: p for p in doc["proofs"]}
         self.assertTrue(proofs[AUTO]["ok"])
         self.assertTrue(proofs[AUTO]["report"]["timed_out"])
@@ -1655,11 +1723,13 @@ class RunOptions(CgrunTestCase):
 
 
 def main():
-    global CGRUN, AUTO
-    if len(sys.argv) < 3 or sys.argv[2] not in ("cgroup", "scope"):
-        print("usage: cli_test.py CGRUN_BINARY cgroup|scope [unittest args...]", file=sys.stderr)
+    global CGRUN, AUTO, SYSTEMD, DELEGATED
+    if len(sys.argv) < 3 or sys.argv[2] not in ("cgroup", "scope", "delegated"):
+        print("usage: cli_test.py CGRUN_BINARY cgroup|scope|delegated [unittest args...]", file=sys.stderr)
         return 2
-    CGRUN, AUTO = os.path.abspath(sys.argv[1]), sys.argv[2]
+    CGRUN, here = os.path.abspath(sys.argv[1]), sys.argv[2]
+    AUTO = "cgroup" if here == "delegated" else here
+    SYSTEMD, DELEGATED = here != "cgroup", here == "delegated"
     if not (os.path.isfile(CGRUN) and os.access(CGRUN, os.X_OK)):
         print(f"SKIP: no cgrun binary at {CGRUN}", file=sys.stderr)
         return SKIP

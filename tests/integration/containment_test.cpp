@@ -68,6 +68,28 @@ TEST_CASE("the method asked for is the method used")
     check_clean(*r);
 }
 
+TEST_CASE("auto tries the cgroup method first exactly when the own cgroup is marked delegated")
+{
+    if (method_under_test() != method::cgroup)
+        return;
+    auto o = base_options({"true"});
+    o.method = method::automatic;
+    auto r = run(o);
+    REQUIRE(r.has_value());
+    if (auto marker = own_delegation_marker()) { // cgroup-in-unit: with-systemd.sh's Delegate=yes unit
+        CHECK(r->used == method::cgroup);
+        CHECK(r->fallbacks.empty());
+        REQUIRE(r->method_reason.has_value());
+        CHECK(r->method_reason->find(*marker) != std::string::npos);
+        REQUIRE(r->cgroup.has_value());
+        CHECK(r->cgroup->rfind(own_cgroup() + "/cgrun-", 0) == 0);
+    } else { // the host: as before, scope first (it fails without systemd), then cgroup
+        CHECK_FALSE(r->method_reason.has_value());
+        CHECK((r->used == method::scope || (!r->fallbacks.empty() && r->fallbacks[0].tried == method::scope)));
+    }
+    check_clean(*r);
+}
+
 TEST_CASE("exit codes and signals of the main process are reported")
 {
     auto r = run(base_options({"sh", "-c", "exit 3"}));

@@ -12,6 +12,7 @@
 #include <cstring>
 
 int crash_helper(int argc, char** argv); // scope_test.cpp
+int delegated_scope_helper(int argc, char** argv); // delegated_scope_test.cpp
 
 namespace {
 // Prints this process's open fds, without the one used to list them.
@@ -38,6 +39,8 @@ int main(int argc, char** argv)
     // Self re-exec for the crash-backstop test: a spawner that dies by SIGKILL.
     if (argc >= 2 && std::strcmp(argv[1], "--crash-helper") == 0)
         return crash_helper(argc, argv);
+    if (argc >= 2 && std::strcmp(argv[1], "--delegated-scope-helper") == 0)
+        return delegated_scope_helper(argc, argv);
     if (argc >= 2 && std::strcmp(argv[1], "--print-fds") == 0)
         return print_fds();
     if (auto why = cgrun::test::missing_precondition()) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -106,16 +107,75 @@ TEST_CASE("a timed-out scope is not left behind as a failed unit")
     CHECK_FALSE(unit_loaded(*r->unit));
 }
 
-TEST_CASE("the automatic method picks the scope under systemd")
+TEST_CASE("the automatic method picks the scope under systemd outside a delegated cgroup")
 {
     if (method_under_test() != method::scope)
         return;
+    // with-systemd.sh runs us in a Delegate=yes unit: look like a unit without it.
+    undelegated plain;
+    REQUIRE_FALSE(own_delegation_marker().has_value());
     auto o = base_options({"true"});
     o.method = method::automatic;
     auto r = run(o);
     REQUIRE(r.has_value());
     CHECK(r->used == method::scope);
     CHECK(r->fallbacks.empty());
+    CHECK_FALSE(r->method_reason.has_value());
+}
+
+TEST_CASE("auto in a Delegate=yes unit holds the tree in a leaf of the unit's cgroup, no scope")
+{
+    if (method_under_test() != method::scope)
+        return;
+    // systemd 252 marks a Delegate=yes unit's cgroup (with-systemd.sh's unit has it).
+    auto marker = own_delegation_marker();
+    REQUIRE(marker.has_value());
+    temp_dir tmp;
+    std::string pids = tmp.file("pids");
+    int units_before = cgrun_units();
+    auto o = base_options({"sh", "-c", "setsid sh -c 'echo $$ >> " + pids + "; exec sleep 100' & echo $$ >> " + pids +
+                                           "; exec sleep 100"});
+    o.method = method::automatic;
+    o.timeout = 300ms;
+    auto c = spawn(o);
+    REQUIRE(c.has_value());
+    auto running = wait_for_pids(pids, 2);
+    REQUIRE(running.size() == 2);
+    CHECK(c->placement().used == method::cgroup);
+    CHECK_FALSE(c->placement().unit.has_value());
+    REQUIRE(c->placement().cgroup.has_value());
+    std::string leaf = *c->placement().cgroup;
+    CHECK(leaf.rfind(own_cgroup() + "/cgrun-", 0) == 0);
+    for (int pid : running)
+        CHECK(proc_cgroup(pid) == leaf); // the escapee too
+    CHECK(cgrun_units() == units_before); // no transient unit was started for it
+    auto r = c->wait();
+    REQUIRE(r.has_value());
+    CHECK(r->timed_out);
+    CHECK(r->used == method::cgroup);
+    CHECK(r->fallbacks.empty());
+    REQUIRE(r->method_reason.has_value());
+    CHECK(r->method_reason->find(own_cgroup() + " is delegated") != std::string::npos);
+    CHECK(r->method_reason->find(*marker) != std::string::npos);
+    CHECK(r->remaining_processes == 0);
+    for (int pid : running)
+        CHECK(exited(pid));
+    CHECK_FALSE(std::filesystem::exists(cgroup2_mount() + leaf));
+    kill_all(running);
+}
+
+TEST_CASE("auto with a cgroup parent given keeps its usual order in a Delegate=yes unit")
+{
+    if (method_under_test() != method::scope)
+        return;
+    REQUIRE(own_delegation_marker().has_value());
+    auto o = base_options({"true"});
+    o.method = method::automatic;
+    o.cgroup.parent = own_cgroup(); // named, not found by auto: not known to be ours
+    auto r = run(o);
+    REQUIRE(r.has_value());
+    CHECK(r->used == method::scope);
+    CHECK_FALSE(r->method_reason.has_value());
 }
 
 TEST_CASE("an existing unit name is an error, not a silent fallback")
@@ -209,6 +269,7 @@ TEST_CASE("a stalled bus costs the bus timeout, not 25 s, and auto falls back to
     if (method_under_test() != method::scope)
         return;
     REQUIRE(run(base_options({"true"})).has_value()); // connected before the stall
+    undelegated plain; // else auto would not try the scope first (with-systemd.sh: Delegate=yes)
     std::string pid_text = unit_property("dbus.service", "MainPID");
     int dbus = std::atoi(pid_text.c_str());
     REQUIRE(dbus > 1);

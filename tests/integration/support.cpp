@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -213,6 +214,53 @@ bool unit_loaded(const std::string& unit)
                       "org.freedesktop.systemd1.Manager GetUnit s '" +
                       unit + "' >/dev/null 2>&1";
     return std::system(cmd.c_str()) == 0;
+}
+
+int cgrun_units()
+{
+    std::string cmd = "systemctl list-units --all --plain --no-legend 'cgrun-*' 2>/dev/null";
+    int n = 0;
+    if (FILE* p = ::popen(cmd.c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p))
+            ++n;
+        ::pclose(p);
+    }
+    return n;
+}
+
+namespace {
+const char* const delegation_markers[] = {"trusted.delegate", "user.delegate"};
+
+std::optional<std::string> xattr_of(const std::string& path, const char* name)
+{
+    char buf[64];
+    auto n = ::getxattr(path.c_str(), name, buf, sizeof buf);
+    if (n < 0)
+        return std::nullopt;
+    return std::string(buf, static_cast<size_t>(n));
+}
+} // namespace
+
+std::optional<std::string> own_delegation_marker()
+{
+    for (const char* m : delegation_markers)
+        if (xattr_of(cgroup2_mount() + own_cgroup(), m) == "1")
+            return m;
+    return std::nullopt;
+}
+
+undelegated::undelegated() : dir_(cgroup2_mount() + own_cgroup())
+{
+    for (const char* m : delegation_markers)
+        if (auto v = xattr_of(dir_, m); v && ::removexattr(dir_.c_str(), m) == 0)
+            removed_.emplace_back(m, *v);
+}
+
+undelegated::~undelegated()
+{
+    for (auto& [name, value] : removed_)
+        (void)::setxattr(dir_.c_str(), name.c_str(), value.data(), value.size(), 0);
 }
 
 std::string unit_property(const std::string& unit, const std::string& name)

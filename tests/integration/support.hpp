@@ -62,6 +62,24 @@ void destroy_cgroup(const std::string& path);
 bool unit_loaded(const std::string& unit);
 // A property of a unit of the system manager (systemctl show --value), "" if unknown.
 std::string unit_property(const std::string& unit, const std::string& name);
+// Units of the system manager whose name starts with "cgrun-", loaded in any state.
+int cgrun_units();
+// The xattr by which systemd marked our own cgroup delegated ("trusted.delegate" first,
+// then "user.delegate", with the value "1"), or nullopt.
+std::optional<std::string> own_delegation_marker();
+// Removes systemd's delegation markers from our own cgroup and puts them back on destruction:
+// makes a Delegate=yes unit look like one without it to auto (systemd never reads them).
+class undelegated {
+public:
+    undelegated();
+    ~undelegated();
+    undelegated(const undelegated&) = delete;
+    undelegated& operator=(const undelegated&) = delete;
+
+private:
+    std::string dir_;
+    std::vector<std::pair<std::string, std::string>> removed_;
+};
 // Kills what a test left running (best effort).
 void kill_all(const std::vector<int>& pids);
 

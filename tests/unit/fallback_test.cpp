@@ -150,3 +150,34 @@ TEST_CASE("the default table is auto's documented order")
     CHECK(default_methods[2].m == method::subreaper);
     CHECK(default_methods[3].m == method::pgroup);
 }
+
+TEST_CASE("inside a delegated cgroup auto tries cgroup first, then the usual order")
+{
+    REQUIRE(std::size(delegated_methods) == 4);
+    CHECK(delegated_methods[0].m == method::cgroup);
+    CHECK(delegated_methods[1].m == method::scope);
+    CHECK(delegated_methods[2].m == method::subreaper);
+    CHECK(delegated_methods[3].m == method::pgroup);
+}
+
+TEST_CASE("an explicit method or a given cgroup parent never reorders")
+{
+    options o;
+    placement where;
+    o.method = method::scope;
+    CHECK(methods_for(o, where).data() == default_methods);
+    o.method = method::automatic;
+    o.cgroup.parent = "/anything";
+    CHECK(methods_for(o, where).data() == default_methods);
+    CHECK_FALSE(where.reason.has_value());
+}
+
+TEST_CASE("auto with the delegated scope asked for tries cgroup first, and says why")
+{
+    options o;
+    placement where;
+    o.cgroup.delegated_scope = true;
+    CHECK(methods_for(o, where).data() == delegated_methods);
+    REQUIRE(where.reason.has_value());
+    CHECK(where.reason->find("delegated_scope") != std::string::npos);
+}

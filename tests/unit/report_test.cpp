@@ -26,6 +26,7 @@ TEST_CASE("the JSON report has every field of the schema, with nulls where unkno
     CHECK(j["method"] == "cgroup");
     CHECK(j["fallbacks"][0]["method"] == "scope");
     CHECK(j["fallbacks"][0]["reason"] == "no bus");
+    CHECK(j["method_reason"].is_null());
     CHECK(j["unit"].is_null());
     CHECK(j["cgroup"] == "/cgrun-1-1");
     CHECK(j["pid"] == 42);
@@ -47,7 +48,7 @@ TEST_CASE("the JSON report has every field of the schema, with nulls where unkno
     CHECK(j["kind"] == "run");
     CHECK(j["start_time"].is_null());
     CHECK(j["termination"] == "timeout");
-    CHECK(j.size() == 24);
+    CHECK(j.size() == 25);
 }
 
 TEST_CASE("start_time is RFC 3339 in UTC with milliseconds")
@@ -144,4 +145,15 @@ TEST_CASE("errors carry what they touched")
     auto d = error::make(errc::systemd_unavailable, "connect to the system bus: No such file or directory");
     CHECK(d.message() == "connect to the system bus: No such file or directory");
     CHECK(d.code == errc::systemd_unavailable);
+}
+
+TEST_CASE("the JSON report says why auto took the cgroup method first")
+{
+    run_report r;
+    r.used = method::cgroup;
+    r.method_reason = "/system.slice/a.service is delegated to this process (trusted.delegate, set by systemd "
+                      "for Delegate=yes)";
+    auto j = nlohmann::json::parse(to_json(r));
+    CHECK(j["method_reason"] == *r.method_reason);
+    CHECK(j["fallbacks"] == nlohmann::json::array());
 }
