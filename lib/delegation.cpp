@@ -29,6 +29,14 @@ bool truthy(const std::string& v)
 
 } // namespace
 
+bool is_unit_name(std::string_view name)
+{
+    for (std::string_view suffix : {".service", ".scope", ".slice", ".socket", ".mount", ".swap"})
+        if (name.size() > suffix.size() && name.ends_with(suffix))
+            return true;
+    return false;
+}
+
 std::optional<delegation> delegated_default_parent()
 {
     auto root = cgroup2();
@@ -44,15 +52,28 @@ std::optional<delegation> delegated_default_parent()
     // owner: another (non-root) user in it, e.g. after setuid, is not the delegatee.
     if (!sys::root_or_owner(fd->get()))
         return std::nullopt;
-    for (const char* m : markers)
-        if (auto v = sys::get_xattr(fd->get(), m); v && truthy(*v))
-            return delegation{*parent, m};
+    // systemd marks only the unit's cgroup, and a service is told to move itself into a
+    // sub-leaf of it ("no internal processes"): look up to the nearest unit, and no further
+    // (a scope of a user manager is not delegated although user@.service above it is).
+    std::string at = *parent;
+    for (unique_fd dir = std::move(*fd); dir;) {
+        for (const char* m : markers)
+            if (auto v = sys::get_xattr(dir.get(), m); v && truthy(*v))
+                return delegation{*parent, at, m};
+        auto slash = at.rfind('/');
+        if (at == "/" || slash == std::string::npos || is_unit_name(at.substr(slash + 1)))
+            break;
+        at = slash == 0 ? "/" : at.substr(0, slash);
+        auto up = sys::open_dir(dir.get(), "..");
+        dir = up ? std::move(*up) : unique_fd{};
+    }
     return std::nullopt;
 }
 
 std::string describe(const delegation& d)
 {
-    return d.cgroup + " is delegated to this process (" + d.marker + ", set by systemd for Delegate=yes)";
+    return (d.cgroup == d.root ? d.cgroup : d.cgroup + ", in " + d.root + ",") + " is delegated to this process (" +
+           d.marker + ", set by systemd for Delegate=yes)";
 }
 
 } // namespace cgrun::detail

@@ -5,18 +5,24 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace cgrun::detail {
 
 // The caller's default parent (default_parent()) and the xattr that marks it delegated.
 struct delegation {
-    std::string cgroup; // "/system.slice/foo.service"
+    std::string cgroup; // the default parent: "/system.slice/foo.service/worker"
+    std::string root;   // the marked cgroup it is in or below: "/system.slice/foo.service"
     std::string marker; // "trusted.delegate" or "user.delegate"
 };
 
 // The default parent of the cgroup method when systemd marked it delegated, else nullopt
 // (also when it cannot be read: then auto keeps its usual order).
 std::optional<delegation> delegated_default_parent();
+
+// A cgroup systemd made for a unit ("foo.service"): what a delegated subtree below it is not
+// likely named.
+bool is_unit_name(std::string_view name);
 
 // "/a/b is delegated to this process (trusted.delegate, set by systemd for Delegate=yes)":
 // why auto took the cgroup method first.

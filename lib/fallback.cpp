@@ -37,6 +37,9 @@ std::span<const method_entry> methods_for(const options& o, placement& where)
     if (!d)
         return default_methods;
     where.reason = describe(*d);
+    // The report names the unit that owns the subtree, as it names a scope.
+    if (auto unit = d->root.substr(d->root.rfind('/') + 1); is_unit_name(unit))
+        where.unit = unit;
     return delegated_methods;
 }
 
@@ -55,6 +58,8 @@ result<placed> place(std::span<const method_entry> table, method wanted, const p
         auto p = entry.place(r);
         if (p) {
             where.used = entry.m;
+            if (entry.m == method::cgroup && !p->unit)
+                p->unit = where.unit; // a leaf of a delegated unit: that unit
             return p;
         }
         if (wanted != method::automatic || is_fatal(p.error()))

@@ -28,7 +28,8 @@ struct placement {
     // Why auto took `used` first, when not by its usual order: the caller's own cgroup is
     // delegated to it (systemd's Delegate=yes), so the cgroup method comes before scope.
     std::optional<std::string> reason;
-    std::optional<std::string> unit;   // scope method; cgroup with cgroup.delegated_scope: that scope
+    std::optional<std::string> unit;   // scope method; cgroup with cgroup.delegated_scope: that scope;
+                                       // cgroup chosen by auto in a Delegate=yes unit: that unit
     std::optional<std::string> cgroup; // path inside the cgroup2 hierarchy (scope, cgroup)
     pid_t pgid = -1;
 };

@@ -917,7 +917,8 @@ class JsonReport(CgrunTestCase):
             self.assertEqual(r["fallbacks"], [])
             self.assertIsNone(r["method_reason"])
         elif DELEGATED:
-            self.assertIsNone(r["unit"])
+            # the Delegate=yes unit that owns the subtree (with-systemd.sh's service)
+            self.assertTrue(r["unit"].endswith(".service"), r["unit"])
             self.assertEqual(r["fallbacks"], [])
             self.assertIn("is delegated to this process", r["method_reason"])
         else:
@@ -1007,7 +1008,7 @@ class Methods(CgrunTestCase):
         esc = self.watch("esc")
         self.assertEqual(proc.returncode, 124, proc.stderr)
         self.assertEqual(r["method"], "cgroup")
-        self.assertIsNone(r["unit"])
+        self.assertEqual(r["unit"], own.rsplit("/", 1)[1])  # the unit owning the subtree
         self.assertTrue(r["cgroup"].startswith(own + "/cgrun-"), (own, r["cgroup"]))
         self.assertIn("0::" + r["cgroup"], proc.stdout.decode().splitlines())
         self.assertIn(own + " is delegated", r["method_reason"])
@@ -1022,6 +1023,32 @@ class Methods(CgrunTestCase):
         self.assertEqual(r["remaining_processes"], 0)
         self.assert_dead(esc, "the setsid escapee after the main process exited")
         self.assertFalse(os.path.exists(os.path.join(cgroup2_mount(), r["cgroup"].lstrip("/"))))
+
+    def test_auto_in_a_sub_leaf_of_a_delegated_unit(self):
+        """A service that moved itself into a leaf of its Delegate=yes cgroup (systemd's advice:
+        no processes in inner cgroups) is still inside its delegated subtree: auto takes a
+        cgroup below that leaf."""
+        if not DELEGATED:
+            self.skipTest("not inside a Delegate=yes unit")
+        with open("/proc/self/cgroup") as f:
+            own = [l[3:].strip() for l in f if l.startswith("0::")][0]
+        worker = own + f"/worker-{os.getpid()}"
+        os.mkdir(os.path.join(cgroup2_mount(), worker.lstrip("/")))
+        self.cgroups_to_remove.append(worker)
+        report = self.path("sub.json")
+        procs = os.path.join(cgroup2_mount(), worker.lstrip("/"), "cgroup.procs")
+        proc = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "sh", CGRUN, "--json", report,
+                               "--", SH, "-c", self.escapee("esc") + "exit 0"],
+                              env=self.env, capture_output=True, timeout=30)
+        esc = self.watch("esc")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        with open(report) as f:
+            r = load_report(f)
+        self.assertEqual(r["method"], "cgroup", r)
+        self.assertEqual(r["unit"], own.rsplit("/", 1)[1])
+        self.assertTrue(r["cgroup"].startswith(worker + "/cgrun-"), (worker, r["cgroup"]))
+        self.assertIn(worker + ", in " + own + ", is delegated", r["method_reason"])
+        self.assert_dead(esc, "the setsid escapee after the main process exited")
 
     def test_delegated_scope(self):
         """--delegated-scope: the tree in a leaf of a Delegate=yes scope cgrun-<pid>.scope,

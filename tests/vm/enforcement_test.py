@@ -81,10 +81,10 @@ class Run:
 
     counter = 0
 
-    def __init__(self, opts, command, env=None):
+    def __init__(self, opts, command, env=None, prefix=()):
         Run.counter += 1
         self.json_path = os.path.join(TMP, f"report-{Run.counter}.json")
-        self.argv = [CGRUN, "--json", self.json_path] + opts + ["--"] + command
+        self.argv = list(prefix) + [CGRUN, "--json", self.json_path] + opts + ["--"] + command
         start = time.monotonic()
         try:
             p = subprocess.run(self.argv, stdin=subprocess.DEVNULL, capture_output=True,
@@ -347,14 +347,29 @@ def root_checks():
             got.append(f"{r['method']}: cpu.idle={r.out.strip()}")
         return ", ".join(got)
 
-    @check("auto as root picks a scope of the system manager")
+    @check("auto as root, in a unit without delegation, picks a scope of the system manager")
     def _():
-        r = Run(["-m", "auto"], ["true"])
+        r = Run(["-m", "auto"], ["true"], prefix=["systemd-run", "--scope", "--quiet", "--collect", "--"])
         expect(r.status == 0 and r["method"] == "scope", f"method {r['method']!r}, want 'scope'", r)
         expect(r["fallbacks"] == [], f"fallbacks {r['fallbacks']}", r)
         expect(bool(re.fullmatch(r"cgrun-.+\.scope", r["unit"] or "")), f"unit {r['unit']!r}", r)
         expect((r["cgroup"] or "").startswith("/system.slice/"), f"cgroup {r['cgroup']!r}", r)
         return f"unit {r['unit']}, cgroup {r['cgroup']}"
+
+    @check("auto as root, in a leaf of a Delegate=yes unit, takes a cgroup below that leaf: no scope")
+    def _():
+        r = Run(["-m", "auto"], ["true"])
+        unit = own_cgroup().split("/")[-2]  # the agent's Delegate=yes scope, above our leaf
+        expect(r.status == 0 and r["method"] == "cgroup" and r["unit"] == unit,
+               f"method {r['method']!r}, unit {r['unit']!r}; want cgroup and {unit}", r)
+        expect((r["cgroup"] or "").startswith(own_cgroup() + "/cgrun-"), f"cgroup {r['cgroup']!r}", r)
+        expect("is delegated" in (r["method_reason"] or ""), f"method_reason {r['method_reason']!r}", r)
+        return f"cgroup {r['cgroup']}; {r['method_reason']}"
+
+    @check("a Delegate=yes service: auto puts every child in its subtree (no unit per child), "
+           "limits after the setup step, and stopping the service kills every child (issue 11)")
+    def _():
+        return delegated_service_checks(forker)
 
     @check("container: limits need the setup step, which moves the processes to a leaf (issue 11)")
     def _():
@@ -369,6 +384,73 @@ def root_checks():
         return memory_peak_runs([], 5)
 
     return None
+
+
+def delegated_service_checks(forker):
+    """A transient service with Delegate=yes runs cgrun several times (cgrun is the library's
+    program; no -m, no parent): the setup step, then limited and escaping trees."""
+    work = tempfile.mkdtemp(prefix="svc-", dir=TMP)
+    unit = f"cgrun-vm-svc-{os.getpid()}.service"
+    alloc = f"{PY} -c 'b = bytearray(200 * 1024 * 1024)'"
+    with open(os.path.join(work, "forker.py"), "w") as f:
+        f.write(forker)
+    script = f"""
+cd {work}
+{CGRUN} --setup-cgroup --json s.json; echo $? > rcs
+{CGRUN} -p MemoryMax=50M --json r1.json -- {alloc}; echo $? > rc1
+{CGRUN} -p TasksMax=5 --json r2.json -- {PY} -c "$(cat forker.py)" 481 > r2.out; echo $? > rc2
+systemctl list-units --all --plain --no-legend 'cgrun-*.scope' > units
+{CGRUN} --json r3.json -- sh -c 'setsid sleep 483 & echo $! > esc.pid; exec sleep 484'
+"""
+    subprocess.run(["systemd-run", "--quiet", f"--unit={unit}", "-p", "Delegate=yes", "--", "sh", "-c", script],
+                   check=True, capture_output=True, timeout=60)
+    def val(name):
+        try:
+            return read(os.path.join(work, name)).strip()
+        except OSError:
+            return ""
+    def rep(name):
+        try:
+            with open(os.path.join(work, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+    try:
+        deadline = time.monotonic() + 120
+        while not val("esc.pid") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        esc = int(val("esc.pid") or 0)
+        expect(esc > 0, f"the service did not get to its last run; rcs {val('rcs')}, rc1 {val('rc1')}, "
+               f"rc2 {val('rc2')}")
+        main = int(subprocess.run(["systemctl", "show", "-P", "MainPID", unit], capture_output=True,
+                                  text=True).stdout.strip() or 0)
+        svc_cg = f"/system.slice/{unit}"
+        s, r1, r2 = rep("s.json"), rep("r1.json"), rep("r2.json")
+        expect(val("rcs") == "0" and s.get("leaf") == svc_cg + "/init", f"setup: exit {val('rcs')}, {s}")
+        for r in (r1, r2):
+            report_schema.validate(r)
+            expect(r.get("method") == "cgroup" and r.get("unit") == unit and
+                   (r.get("cgroup") or "").startswith(svc_cg + "/cgrun-") and "delegated" in (r.get("method_reason") or ""),
+                   f"not placed in the service's subtree: {r}")
+        expect(val("rc1") == "137" and r1.get("oom_killed") is True, f"MemoryMax=50M: exit {val('rc1')}, {r1}")
+        m = re.fullmatch(r"(\d+) (\d+)\s*", val("r2.out") + "\n")
+        expect(val("rc2") == "0" and m is not None and 1 <= int(m[1]) <= 4,
+               f"TasksMax=5: exit {val('rc2')}, forks {val('r2.out')!r}")
+        # (the vm agent runs this test itself in a scope cgrun-vm-cmd-N.scope)
+        per_child = [l for l in val("units").splitlines() if not l.startswith("cgrun-vm-cmd-")]
+        expect(per_child == [], f"transient cgrun scopes while the service ran: {per_child}")
+        running = read(f"/proc/{esc}/cmdline") if os.path.exists(f"/proc/{esc}") else ""
+        expect(running == "sleep\0" "483\0", f"the escapee {esc} is not running before the stop: {running!r}")
+        subprocess.run(["systemctl", "stop", unit], check=True, timeout=60)
+        gone = not os.path.exists(f"/proc/{esc}") or read(f"/proc/{esc}/cmdline") != "sleep\0" "483\0"
+        expect(gone, f"the setsid escapee {esc} outlived the stopped service")
+        left = subprocess.run(["pgrep", "-f", "^sleep 48[34]$"], capture_output=True, text=True).stdout.split()
+        expect(left == [], f"processes of the service left after the stop: {left}")
+        return (f"service pid {main}: setup moved {len(s.get('moved', []))} to init; OOM 137 and TasksMax "
+                f"{m[1]} forks in {svc_cg}/cgrun-*, no cgrun scope; after the stop the escapee is gone")
+    finally:
+        subprocess.run(["systemctl", "stop", unit], capture_output=True, timeout=60)
+        subprocess.run(["systemctl", "reset-failed", unit], capture_output=True, timeout=60)
 
 
 def container_checks(unit_dir, forker):
