@@ -451,12 +451,15 @@ std::string capture(std::vector<std::string> argv)
     return out;
 }
 
-bool lib_true(cgrun::method m, bool guard = true)
+// `delegated_scope`: the cgroup method's leaves under one Delegate=yes scope per spawning
+// process (options::cgroup::delegated_scope), started by the first run.
+bool lib_true(cgrun::method m, bool guard = true, bool delegated_scope = false)
 {
     cgrun::options o;
     o.argv = {"/bin/true"};
     o.method = m;
     o.spawner_guard = guard;
+    o.cgroup.delegated_scope = delegated_scope;
     auto r = cgrun::run(std::move(o));
     if (!r) {
         static std::atomic<int> reported{0};
@@ -499,6 +502,7 @@ struct variant {
     std::string label;
     std::vector<std::string> argv;   // command variants
     std::optional<cgrun::method> lib; // library variants
+    bool delegated_scope = false;     // with lib: options::cgroup::delegated_scope
 };
 
 // Runs every variant `n` times (after the warm-up), shuffled round-robin so that load spikes hit
@@ -518,7 +522,7 @@ json interleaved(config& cfg, std::vector<variant>& vs, int n)
             bool ok;
             if (v.lib) {
                 auto t0 = clk::now();
-                ok = lib_true(*v.lib);
+                ok = lib_true(*v.lib, true, v.delegated_scope);
                 ms = ms_between(t0, clk::now());
             } else {
                 auto r = spawn_wait(v.argv);
@@ -558,8 +562,14 @@ json bench_overhead(config& cfg)
     }
     vs.push_back({"cli-cgroup", "cgrun -m cgroup -- true", {cfg.cgrun, "-m", "cgroup", "--", "true"}, {}});
     vs.push_back({"cli-pgroup", "cgrun -m pgroup -- true", {cfg.cgrun, "-m", "pgroup", "--", "true"}, {}});
-    if (cfg.systemd())
+    if (cfg.systemd()) {
         vs.push_back({"lib-scope", "cgrun::run, scope (one process)", {}, cgrun::method::scope});
+        // The bench runs in with-systemd.sh's Delegate=yes service: auto takes a leaf of it.
+        vs.push_back({"lib-auto", "cgrun::run, auto in a Delegate=yes unit (a leaf of it)", {},
+                      cgrun::method::automatic});
+        vs.push_back({"lib-dscope", "cgrun::run, cgroup in one Delegate=yes scope per spawner", {},
+                      cgrun::method::cgroup, true});
+    }
     vs.push_back({"lib-cgroup", "cgrun::run, cgroup (one process)", {}, cgrun::method::cgroup});
     vs.push_back({"lib-pgroup", "cgrun::run, pgroup (one process)", {}, cgrun::method::pgroup});
 
@@ -1126,6 +1136,8 @@ json bench_throughput(config& cfg)
         static const std::string sr = find_program("systemd-run");
         vs.push_back({"systemd-run", [] { return spawn_wait({sr, "--scope", "--quiet", "--", "true"}).ok; }});
         vs.push_back({"lib-scope", [] { return lib_true(cgrun::method::scope); }});
+        vs.push_back({"lib-auto", [] { return lib_true(cgrun::method::automatic); }});
+        vs.push_back({"lib-dscope", [] { return lib_true(cgrun::method::cgroup, true, true); }});
     }
     vs.push_back({"lib-cgroup", [] { return lib_true(cgrun::method::cgroup); }});
     vs.push_back({"lib-pgroup", [] { return lib_true(cgrun::method::pgroup); }});
@@ -1465,8 +1477,8 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
     // 1. overhead
     md << "## Per-run overhead on `true` (ms)\n\n";
     md << "| variant | host | under systemd | peak RSS (KiB, VmHWM; host / systemd) |\n|---|---|---|---|\n";
-    std::vector<std::string> names{"bare",       "timeout",    "systemd-run", "cli-scope", "cli-cgroup",
-                                   "cli-pgroup", "lib-scope",  "lib-cgroup",  "lib-pgroup"};
+    std::vector<std::string> names{"bare",       "timeout",   "systemd-run", "cli-scope",  "cli-cgroup", "cli-pgroup",
+                                   "lib-scope",  "lib-auto",  "lib-dscope",  "lib-cgroup", "lib-pgroup"};
     for (auto& n : names) {
         const json* lab = at(H, {"overhead", n, "label"});
         if (!lab)
@@ -1573,6 +1585,8 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
             {"bare", "posix_spawn + wait4 (no containment)"},
             {"systemd-run", "`systemd-run --scope -- true` loop"},
             {"lib-scope", "library, scope"},
+            {"lib-auto", "library, auto in a Delegate=yes unit"},
+            {"lib-dscope", "library, one Delegate=yes scope per spawner"},
             {"lib-cgroup", "library, cgroup"},
             {"lib-pgroup", "library, pgroup"}};
         for (auto& [vname, vv] : T->items()) {
@@ -1663,6 +1677,21 @@ int cmd_report(const std::string& out_path, const std::vector<std::string>& inpu
         target("`cgrun -m cgroup -- true` within 1.2× of `timeout 10 true` (" + env + ")", r, 1.2, true,
                fmt(r, 2) + "× (" + fmt(med(*envp, "cli-cgroup"), 2) + " vs " + fmt(med(*envp, "timeout"), 2) + " ms)",
                "< 1.2×");
+    }
+    // Issue 11: the delegated path (a leaf of the caller's Delegate=yes unit, or of one
+    // Delegate=yes scope per spawner) costs what the cgroup method costs, and beats a unit
+    // per child by far.
+    for (auto [v, what] : std::vector<std::pair<std::string, std::string>>{
+             {"lib-auto", "auto in a Delegate=yes unit"}, {"lib-dscope", "one Delegate=yes scope per spawner"}}) {
+        double r = med(S, v) / med(S, "bare");
+        target("library, " + what + ", within 1.3× of bare posix_spawn + wait (systemd)", r, 1.3, true,
+               fmt(r, 2) + "× (" + fmt(med(S, v), 3) + " vs " + fmt(med(S, "bare"), 3) + " ms)", "< 1.3×");
+        for (auto c : {"1", "8"}) {
+            double a = num(S, {"throughput", v, c, "median"}), b = num(S, {"throughput", "systemd-run", c, "median"});
+            target("library, " + what + ", ≥ 5× the rate of a `systemd-run --scope` loop at concurrency " + c +
+                       " (systemd)",
+                   a / b, 5.0, false, fmt(a / b, 1) + "× (" + fmt(a, 0) + " vs " + fmt(b, 0) + " runs/s)", "≥ 5×");
+        }
     }
     for (auto* envp : {&H, &S}) {
         if (!envp->contains("meta"))

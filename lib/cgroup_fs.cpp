@@ -165,7 +165,7 @@ result<bool> cgroup_dir::populated()
         }
         events_ = std::move(*fd);
     }
-    auto text = sys::pread_all(events_.get(), where("cgroup.events"));
+    auto text = sys::pread_all(events_.get(), where("cgroup.events"), true);
     if (!text) {
         // ENODEV: the cgroup was removed (systemd collects an empty scope at once).
         if (text.error().code == std::errc::no_such_device)
@@ -251,7 +251,7 @@ result<kill_mechanism> cgroup_dir::freeze_kill()
             // Freezing completes asynchronously; wait briefly for "frozen 1".
             auto until = sys::now() + 50ms;
             while (sys::now() < until) {
-                auto t = sys::read_file(dir_.get(), "cgroup.events");
+                auto t = sys::read_record(dir_.get(), "cgroup.events");
                 if (!t || key_value(*t, "frozen") == std::optional<std::string>("1"))
                     break;
                 sys::sleep_for(100us);
@@ -273,7 +273,7 @@ result<kill_mechanism> cgroup_dir::freeze_kill()
 cpu_times cgroup_dir::cpu()
 {
     cpu_times t;
-    auto text = sys::read_file(dir_.get(), "cpu.stat");
+    auto text = sys::read_record(dir_.get(), "cpu.stat");
     if (!text)
         return t;
     if (auto u = key_value(*text, "user_usec"))
@@ -285,7 +285,7 @@ cpu_times cgroup_dir::cpu()
 
 std::optional<std::chrono::microseconds> cgroup_dir::cpu_usage()
 {
-    auto text = sys::read_file(dir_.get(), "cpu.stat");
+    auto text = sys::read_record(dir_.get(), "cpu.stat");
     if (!text)
         return std::nullopt;
     auto u = key_value(*text, "usage_usec");
@@ -298,7 +298,7 @@ std::optional<std::uint64_t> cgroup_dir::memory_peak()
 {
     if (memory_files_ == false)
         return std::nullopt;
-    auto text = sys::read_file(dir_.get(), "memory.peak");
+    auto text = sys::read_record(dir_.get(), "memory.peak");
     if (!text) {
         // No memory controller here: do not look again for this cgroup.
         if (text.error().code == std::errc::no_such_file_or_directory)
@@ -313,16 +313,18 @@ bool cgroup_dir::oom_killed()
 {
     if (memory_files_ == false)
         return false;
-    auto text = sys::read_file(dir_.get(), "memory.events");
+    auto text = sys::read_record(dir_.get(), "memory.events");
     if (!text)
         return false;
     auto v = key_value(*text, "oom_kill");
     return v && std::strtoull(v->c_str(), nullptr, 10) > 0;
 }
 
-unique_fd cgroup_dir::open_memory_events() const
+unique_fd cgroup_dir::open_memory_events()
 {
     auto fd = sys::open_file(dir_.get(), "memory.events", O_RDONLY);
+    if (!fd && fd.error().code == std::errc::no_such_file_or_directory)
+        memory_files_ = false; // no memory controller here: memory.peak is not there either
     return fd ? std::move(*fd) : unique_fd{};
 }
 

@@ -67,7 +67,7 @@ public:
     bool has_file(const std::string& name) const noexcept;
     // memory.events opened for poll(POLLPRI): it changes on every OOM kill. Invalid without
     // the memory controller.
-    unique_fd open_memory_events() const;
+    unique_fd open_memory_events();
     result<void> write(const std::string& file, const std::string& value);
 
     // Removes the directory and any sub-cgroups the payload made, bottom-up, retrying

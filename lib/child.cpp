@@ -89,7 +89,7 @@ bool cleanup(child_state& st, bool patient)
     if (m.reaped)
         m.pidfd.reset();
     st.memory_events.reset();
-    bool done = m.reaped && st.remaining == 0 && !t.holds_resources();
+    bool done = m.reaped && st.remaining == 0 && !t.holds_resources(), gone = done;
     if (!done && st.opts.keep_orphans && m.reaped && !st.timed_out && !st.cpu_time_exceeded && !st.cancelled) {
         // Kept orphans are the caller's now: neither the guard nor a sweep may kill them.
         if (auto moved = t.hand_over(); !moved)
@@ -99,7 +99,7 @@ bool cleanup(child_state& st, bool patient)
         done = true;
     }
     if (done)
-        st.guarded.drop();
+        st.guarded.drop(gone);
     return done;
 }
 

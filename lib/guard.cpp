@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 
@@ -27,13 +28,18 @@ namespace {
 enum : std::uint32_t { op_add = 1, op_drop = 2 };
 enum : std::uint32_t { has_cgroup = 1, has_pidfd = 2, remove_leaf = 4 };
 
+constexpr std::uint32_t max_deferred = 8;
+
 // One message on the SOCK_SEQPACKET socket; the fds travel as SCM_RIGHTS (cgroup dir first).
+// `dropped`: trees that are gone (leaf removed), whose drop waited for this message.
 struct message {
     std::uint32_t op;
     std::uint32_t flags;
     std::uint64_t id;
     std::int32_t pgid;
     char leaf[64];
+    std::uint32_t ndropped;
+    std::uint64_t dropped[max_deferred];
 };
 
 // ---- the guard process -------------------------------------------------------------------
@@ -59,6 +65,17 @@ void close_quietly(int fd)
 {
     if (fd >= 0)
         (void)::close(fd);
+}
+
+void forget(guard_table& t, std::uint64_t id)
+{
+    for (std::size_t i = 0; i < t.n; ++i)
+        if (t.e[i].id == id) {
+            close_quietly(t.e[i].cgroup_fd);
+            close_quietly(t.e[i].pidfd);
+            t.e[i] = t.e[--t.n];
+            return;
+        }
 }
 
 void receive(int sock, guard_table& t, bool& eof)
@@ -103,14 +120,10 @@ void receive(int sock, guard_table& t, bool& eof)
         } else {
             close_quietly(fds[0]);
             close_quietly(fds[1]);
-            for (std::size_t i = 0; i < t.n; ++i)
-                if (t.e[i].id == m.id) {
-                    close_quietly(t.e[i].cgroup_fd);
-                    close_quietly(t.e[i].pidfd);
-                    t.e[i] = t.e[--t.n];
-                    break;
-                }
+            forget(t, m.id);
         }
+        for (std::uint32_t i = 0; i < std::min(m.ndropped, max_deferred); ++i)
+            forget(t, m.dropped[i]);
     }
 }
 
@@ -272,7 +285,20 @@ struct connection {
     unique_fd pid_pipe;        // where the intermediate writes the guard's pid, until read
     pid_t guard = -1;          // the guard's pid, once read from pid_pipe
     std::atomic<std::uint64_t> next_id{0};
+    // Drops of trees that are gone, sent along with the next message (one system call and
+    // one wake-up of the guard less per run). Only trees the guard kills through their
+    // cgroup fd: a removed cgroup cannot be reused, a process group number can.
+    std::uint32_t ndeferred = 0;
+    std::uint64_t deferred[max_deferred];
 };
+
+// Moves the deferred drops into `m`.
+void attach_deferred(connection& c, message& m)
+{
+    m.ndropped = c.ndeferred;
+    std::copy_n(c.deferred, c.ndeferred, m.dropped);
+    c.ndeferred = 0;
+}
 
 void reap_intermediate(connection& c)
 {
@@ -340,6 +366,7 @@ result<void> start_guard(connection& c)
     if (c.sock >= 0)
         (void)::close(c.sock);
     c.sock = mine.release();
+    c.ndeferred = 0; // they were the old guard's (a fork, or a guard that died)
     c.owner = ::getpid();
     return {};
 }
@@ -426,6 +453,8 @@ result<guard_ticket> guard_tree(const guard_target& t)
         m.flags |= remove_leaf;
         std::memcpy(m.leaf, t.leaf.c_str(), t.leaf.size() + 1);
     }
+    if (c.owner == ::getpid())
+        attach_deferred(c, m);
     // Twice at most: a guard that died (someone killed it) is replaced once.
     reap_intermediate(c);
     for (int attempt = 0; attempt < 2; ++attempt) {
@@ -433,13 +462,13 @@ result<guard_ticket> guard_tree(const guard_target& t)
             if (auto r = start_guard(c); !r)
                 return r.error();
         if (send(c, m, fds, nfds))
-            return guard_ticket(m.id);
+            return guard_ticket(m.id, t.pidfd < 0);
         c.owner = -1;
     }
     return error::make(errc::spawn_failed, "spawner-death guard: it does not answer");
 }
 
-void guard_ticket::drop() noexcept
+void guard_ticket::drop(bool tree_gone) noexcept
 {
     if (!id_)
         return;
@@ -447,10 +476,21 @@ void guard_ticket::drop() noexcept
     std::lock_guard lock(c.mutex);
     reap_intermediate(c);
     if (c.owner == ::getpid()) {
-        message m{};
-        m.op = op_drop;
-        m.id = id_;
-        (void)send(c, m, nullptr, 0);
+        if (tree_gone && deferrable_ && c.ndeferred < max_deferred) {
+            c.deferred[c.ndeferred++] = id_;
+        } else {
+            message m{};
+            m.op = op_drop;
+            m.id = id_;
+            attach_deferred(c, m);
+            (void)send(c, m, nullptr, 0);
+        }
+        if (c.ndeferred == max_deferred) {
+            message m{};
+            m.op = op_drop;
+            attach_deferred(c, m);
+            (void)send(c, m, nullptr, 0);
+        }
     }
     id_ = 0;
 }

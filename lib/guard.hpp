@@ -25,23 +25,27 @@ struct guard_target {
 class guard_ticket {
 public:
     guard_ticket() = default;
-    explicit guard_ticket(std::uint64_t id) noexcept : id_(id) {}
-    guard_ticket(guard_ticket&& o) noexcept : id_(o.id_) { o.id_ = 0; }
+    guard_ticket(std::uint64_t id, bool deferrable) noexcept : id_(id), deferrable_(deferrable) {}
+    guard_ticket(guard_ticket&& o) noexcept : id_(o.id_), deferrable_(o.deferrable_) { o.id_ = 0; }
     guard_ticket& operator=(guard_ticket&& o) noexcept
     {
         if (this != &o) {
             drop();
             id_ = o.id_;
+            deferrable_ = o.deferrable_;
             o.id_ = 0;
         }
         return *this;
     }
     ~guard_ticket() { drop(); }
-    void drop() noexcept;
+    // `tree_gone`: the tree is dead and its cgroup removed, so the guard may learn it with
+    // the next message (a tree kept for the caller must be dropped at once).
+    void drop(bool tree_gone = false) noexcept;
     [[nodiscard]] bool held() const noexcept { return id_ != 0; }
 
 private:
     std::uint64_t id_ = 0;
+    bool deferrable_ = false; // killed by its cgroup fd, not by a process group number
 };
 
 // Starts this process's guard if it has none (first use, or a fork), so that registering a

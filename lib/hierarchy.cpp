@@ -36,7 +36,7 @@ result<cgroup2_root> cgroup2()
 namespace {
 result<std::string> cgroup_in(const std::string& file)
 {
-    auto text = sys::read_file(AT_FDCWD, file);
+    auto text = sys::read_record(AT_FDCWD, file); // /proc/PID/cgroup: one record
     if (!text)
         return error::make(errc::cgroup2_unavailable, text.error().message());
     auto path = unified_cgroup(*text);

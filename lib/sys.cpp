@@ -80,7 +80,7 @@ result<unique_fd> open_file(int at, const std::string& path, int flags)
     return unique_fd{fd};
 }
 
-result<std::string> pread_all(int fd, const std::string& what)
+result<std::string> pread_all(int fd, const std::string& what, bool one_record)
 {
     std::string out;
     char buf[4096];
@@ -95,6 +95,12 @@ result<std::string> pread_all(int fd, const std::string& what)
             break;
         out.append(buf, static_cast<size_t>(n));
         off += n;
+        // A file shown as one seq_file record (cpu.stat, cgroup.events, /proc/PID/stat) comes
+        // whole in one read unless it is larger than the read: a short read is its end. (Not
+        // so for files of many records, e.g. cgroup.procs: a read stops before a record that
+        // does not fit.)
+        if (one_record && static_cast<size_t>(n) < sizeof buf)
+            break;
     }
     return out;
 }
@@ -105,6 +111,14 @@ result<std::string> read_file(int at, const std::string& path)
     if (!fd)
         return fd.error();
     return pread_all(fd->get(), path);
+}
+
+result<std::string> read_record(int at, const std::string& path)
+{
+    auto fd = open_file(at, path, O_RDONLY);
+    if (!fd)
+        return fd.error();
+    return pread_all(fd->get(), path, true);
 }
 
 result<void> write_file(int at, const std::string& path, std::string_view data)
@@ -384,7 +398,7 @@ void reap_pidfd(int pidfd) noexcept
 
 std::optional<proc_stat> process_stat(pid_t pid)
 {
-    auto stat = sys::read_file(AT_FDCWD, "/proc/" + std::to_string(pid) + "/stat");
+    auto stat = sys::read_record(AT_FDCWD, "/proc/" + std::to_string(pid) + "/stat");
     if (!stat)
         return std::nullopt;
     // The command name may hold spaces and parentheses: the fields start after the last ')'.
@@ -447,7 +461,7 @@ std::vector<pid_t> live_descendant_pids(pid_t root)
     while (struct dirent* e = ::readdir(d)) {
         if (e->d_name[0] < '0' || e->d_name[0] > '9')
             continue;
-        auto stat = sys::read_file(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
+        auto stat = sys::read_record(AT_FDCWD, std::string("/proc/") + e->d_name + "/stat");
         if (!stat)
             continue;
         auto close = stat->rfind(')');

@@ -34,7 +34,11 @@ result<unique_fd> open_file(int at, const std::string& path, int flags);
 // Reads a whole (small, pseudo-)file at `at`/`path`.
 result<std::string> read_file(int at, const std::string& path);
 // Reads from offset 0 of an already open fd (cgroup.events must be re-read from 0).
-result<std::string> pread_all(int fd, const std::string& what);
+// `one_record`: a file the kernel shows as one seq_file record (see read_record()).
+result<std::string> pread_all(int fd, const std::string& what, bool one_record = false);
+// read_file() for a pseudo-file shown as one record (cpu.stat, cgroup.events, memory.peak,
+// /proc/PID/stat): one read instead of two. Never for cgroup.procs and other lists.
+result<std::string> read_record(int at, const std::string& path);
 // One write of `data` to `at`/`path` (cgroupfs takes each write as one command).
 result<void> write_file(int at, const std::string& path, std::string_view data);
 result<void> make_dir(int at, const std::string& path, mode_t mode);
