@@ -388,6 +388,23 @@ def root_checks():
     return None
 
 
+def work_readers(work):
+    """Readers of what a script left in `work`: a stripped text file ("" when missing) and a
+    JSON report ({} when missing or unparsable)."""
+    def val(name):
+        try:
+            return read(os.path.join(work, name)).strip()
+        except OSError:
+            return ""
+    def rep(name):
+        try:
+            with open(os.path.join(work, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+    return val, rep
+
+
 def delegated_service_checks(forker):
     """A transient service with Delegate=yes runs cgrun several times (cgrun is the library's
     program; no -m, no parent): the setup step, then limited and escaping trees."""
@@ -406,17 +423,7 @@ systemctl list-units --all --plain --no-legend 'cgrun-*.scope' > units
 """
     subprocess.run(["systemd-run", "--quiet", f"--unit={unit}", "-p", "Delegate=yes", "--", "sh", "-c", script],
                    check=True, capture_output=True, timeout=60)
-    def val(name):
-        try:
-            return read(os.path.join(work, name)).strip()
-        except OSError:
-            return ""
-    def rep(name):
-        try:
-            with open(os.path.join(work, name)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+    val, rep = work_readers(work)
     try:
         deadline = time.monotonic() + 120
         while not val("esc.pid") and time.monotonic() < deadline:
@@ -491,14 +498,7 @@ kill $keep
             f.write(str(os.getpid()))
     p = subprocess.run(["unshare", "--cgroup", "--mount", "--fork", "sh", "-c", script], preexec_fn=enter,
                        capture_output=True, timeout=300)
-    def val(name):
-        return read(os.path.join(work, name)).strip()
-    def rep(name):
-        try:
-            with open(os.path.join(work, name)) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+    val, rep = work_readers(work)
     said = f"script exit {p.returncode}, stderr {p.stderr.decode(errors='replace')[-600:]!r}"
     r1 = rep("r1.json")
     expect(val("rc1") == "125", f"without the setup step: exit {val('rc1')}, want 125; {said}")
