@@ -139,19 +139,40 @@ result<cgroup_dir> cgroup_dir::create(int mount_fd, const std::string& parent, c
     auto pfd = open_cgroup(mount_fd, parent);
     if (!pfd)
         return pfd.error();
+    return create_in(pfd->get(), parent, name);
+}
+
+result<cgroup_dir> cgroup_dir::create_in(int parent_fd, const std::string& parent, const std::string& name)
+{
+    if (!valid_cgroup_name(name))
+        return error::make(errc::invalid_argument, "cgroup name " + name);
     auto prel = relative_cgroup_path(parent);
+    if (!prel)
+        return error::make(errc::invalid_argument, "cgroup path " + parent);
     std::string path = (prel->empty() ? "" : "/" + *prel) + "/" + name;
-    if (auto r = sys::make_dir(pfd->get(), name, 0755); !r)
+    if (auto r = sys::make_dir(parent_fd, name, 0755); !r)
         return error{r.error().code, "mkdir " + path};
-    auto fd = sys::open_dir(pfd->get(), name);
+    auto fd = sys::open_dir(parent_fd, name);
     if (!fd) {
-        (void)sys::remove_dir(pfd->get(), name);
+        (void)sys::remove_dir(parent_fd, name);
         return error{fd.error().code, "open cgroup " + path};
     }
     return cgroup_dir{std::move(*fd), path};
 }
 
 result<bool> cgroup_dir::populated()
+{
+    // Nothing in it can fork once it is empty: it stays empty (unless someone writes a pid
+    // into its cgroup.procs, which is not ours to follow).
+    if (emptied_)
+        return false;
+    auto pop = read_populated();
+    if (pop && !*pop)
+        emptied_ = true;
+    return pop;
+}
+
+result<bool> cgroup_dir::read_populated()
 {
     if (!events_) {
         auto fd = sys::open_file(dir_.get(), "cgroup.events", O_RDONLY);

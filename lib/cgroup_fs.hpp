@@ -42,13 +42,18 @@ public:
     static result<cgroup_dir> open(int mount_fd, const std::string& path);
     // Creates `name` below `parent` (path inside the hierarchy) and opens it.
     static result<cgroup_dir> create(int mount_fd, const std::string& parent, const std::string& name);
+    // The same below the parent's directory fd `parent_fd` (at `parent`).
+    static result<cgroup_dir> create_in(int parent_fd, const std::string& parent, const std::string& name);
 
     [[nodiscard]] int fd() const noexcept { return dir_.get(); }
     [[nodiscard]] const std::string& path() const noexcept { return path_; }
     [[nodiscard]] bool valid() const noexcept { return dir_.valid(); }
 
-    // Live processes in this cgroup or below (cgroup.events "populated").
+    // Live processes in this cgroup or below (cgroup.events "populated"). Once it has read
+    // false it stays false without another read.
     result<bool> populated();
+    // populated() has read false.
+    [[nodiscard]] bool known_empty() const noexcept { return emptied_; }
     // SIGKILLs the whole subtree: cgroup.kill, or freeze + kill each pid + thaw where
     // cgroup.kill is missing. Returns the mechanism used.
     result<kill_mechanism> kill_all();
@@ -79,12 +84,14 @@ public:
 private:
     cgroup_dir(unique_fd dir, std::string path) : dir_(std::move(dir)), path_(std::move(path)) {}
     result<kill_mechanism> freeze_kill();
+    result<bool> read_populated();
     std::string where(const std::string& file) const;
 
     unique_fd dir_;
     unique_fd events_; // cgroup.events, kept open for poll(POLLPRI)
     std::string path_;
     std::optional<bool> memory_files_; // memory.peak exists; unknown until first read
+    bool emptied_ = false;             // populated() read false
 };
 
 } // namespace cgrun::detail

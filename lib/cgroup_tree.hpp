@@ -34,6 +34,9 @@ public:
 
 protected:
     cgroup_dir cg_;
+
+private:
+    bool sampled_empty_ = false; // sample() has read the figures of the emptied cgroup
 };
 
 } // namespace cgrun::detail

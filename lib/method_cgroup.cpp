@@ -71,8 +71,11 @@ std::vector<pid_t> cgroup_tree::members()
 
 void cgroup_tree::sample(usage& u)
 {
-    if (!cg_.valid())
+    // What an empty cgroup shows does not change any more: one sample of it is the last.
+    if (!cg_.valid() || sampled_empty_)
         return;
+    auto pop = cg_.populated();
+    sampled_empty_ = pop && !*pop;
     auto c = cg_.cpu();
     if (c.user_ms + c.system_ms >= u.cpu.user_ms + u.cpu.system_ms)
         u.cpu = c;
@@ -224,6 +227,7 @@ result<placed> place_in_cgroup(const place_request& r)
         return root.error();
     std::string parent = o.cgroup.parent;
     std::optional<std::string> unit;
+    bool by_default = false;
     if (o.cgroup.delegated_scope) {
         if (!parent.empty())
             return error::make(errc::invalid_argument, "a cgroup parent and the delegated scope exclude each other");
@@ -240,20 +244,36 @@ result<placed> place_in_cgroup(const place_request& r)
         if (!own)
             return own.error();
         parent = *own;
+        by_default = true;
     } else if (!relative_cgroup_path(parent)) {
         return error::make(errc::invalid_argument, "cgroup parent " + parent);
     }
-    if (parent.empty() || parent[0] != '/')
-        parent = "/" + parent;
-    auto parent_fd = open_cgroup(root->fd, parent);
-    if (!parent_fd)
-        return error::make(errc::cgroup_not_delegated, parent_fd.error().message());
-
-    sweep_stale(root->fd, parent_fd->get(), parent);
 
     static std::atomic<unsigned long> counter{0};
     std::string name = "cgrun-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    auto made = cgroup_dir::create(root->fd, parent, name);
+    unique_fd parent_fd;
+    result<cgroup_dir> made = error::make(errc::cgroup_not_delegated, "no cgroup parent");
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        if (parent.empty() || parent[0] != '/')
+            parent = "/" + parent;
+        auto fd = open_cgroup(root->fd, parent);
+        made = fd ? cgroup_dir::create_in(fd->get(), parent, name)
+                  : result<cgroup_dir>(error::make(errc::cgroup_not_delegated, fd.error().message()));
+        if (made) {
+            parent_fd = std::move(*fd);
+            break;
+        }
+        // The default parent is remembered per process: we may have been moved since, and
+        // that cgroup removed or no longer ours. Look once more.
+        if (!by_default || attempt > 0)
+            break;
+        std::string was = parent;
+        forget_default_parent();
+        auto own = default_parent();
+        if (!own || *own == was || "/" + *own == was)
+            break;
+        parent = *own;
+    }
     if (!made) {
         auto& e = made.error();
         if (e.code == std::errc::permission_denied || e.code == std::errc::read_only_file_system ||
@@ -261,8 +281,9 @@ result<placed> place_in_cgroup(const place_request& r)
             return error::make(errc::cgroup_not_delegated, e.message());
         return e;
     }
+    sweep_stale(root->fd, parent_fd.get(), parent);
     leaf_guard leaf(root->fd, std::move(*made));
-    if (auto l = apply_limits(*leaf, parent_fd->get(), parent, r.limits); !l)
+    if (auto l = apply_limits(*leaf, parent_fd.get(), parent, r.limits); !l)
         return l.error();
 
     auto req = launch_request(o);

@@ -8,8 +8,11 @@
 
 #include <cgrun/host.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 
 namespace cgrun {
 
@@ -17,9 +20,25 @@ namespace detail {
 
 const char* const setup_xattr = "user.cgrun.setup";
 
-// The cgroup the cgroup method puts its leaves in by default: the caller's own, or, when the
-// caller lives in the leaf of a setup step, that leaf's parent.
-result<std::string> default_parent()
+namespace {
+
+// The default parent, looked up once per process: /proc/self/cgroup alone costs more than the
+// rest of a spawn's cgroup bookkeeping. Looked up again after a fork, after our own setup
+// step, and when a leaf cannot be made in it (forget_default_parent()). A setup step run by
+// another process changes nothing: it moves us into a leaf of the parent we found already.
+struct parent_cache {
+    std::mutex mutex;
+    pid_t pid = 0;
+    std::string path;
+};
+
+parent_cache& cache()
+{
+    static parent_cache c;
+    return c;
+}
+
+result<std::string> look_up_default_parent()
 {
     auto own = own_cgroup();
     if (!own)
@@ -33,6 +52,30 @@ result<std::string> default_parent()
         return slash == 0 ? std::string("/") : own->substr(0, slash);
     }
     return *own;
+}
+
+} // namespace
+
+result<std::string> default_parent()
+{
+    auto& c = cache();
+    std::lock_guard l(c.mutex);
+    pid_t self = ::getpid();
+    if (c.pid == self)
+        return c.path;
+    auto p = look_up_default_parent();
+    if (p) {
+        c.pid = self;
+        c.path = *p;
+    }
+    return p;
+}
+
+void forget_default_parent()
+{
+    auto& c = cache();
+    std::lock_guard l(c.mutex);
+    c.pid = 0;
 }
 
 namespace {
@@ -125,6 +168,10 @@ result<setup_result> setup_cgroup(const setup_options& o)
                              "): the cgroup method will not find " + r.cgroup +
                              " by itself; pass --cgroup-parent " + r.cgroup);
 
+    // We may move ourselves into the leaf: our default parent is looked up again afterwards.
+    struct forget_parent {
+        ~forget_parent() { detail::forget_default_parent(); }
+    } forget;
     // Processes may fork while they are moved: repeat until none is left (bounded).
     for (int round = 0; round < 20; ++round) {
         auto pids = detail::pids_in(fd->get());

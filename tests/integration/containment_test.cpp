@@ -90,6 +90,47 @@ TEST_CASE("auto tries the cgroup method first exactly when the own cgroup is mar
     check_clean(*r);
 }
 
+TEST_CASE("the remembered default parent is looked up again once the spawner has moved out of it and it is gone")
+{
+    if (method_under_test() != method::cgroup)
+        return;
+    auto mnt = cgroup2_mount();
+    std::string base = own_cgroup() == "/" ? "" : own_cgroup();
+    std::string a = base + "/cgrun-test-a-" + std::to_string(::getpid());
+    std::string b = base + "/cgrun-test-b-" + std::to_string(::getpid());
+    REQUIRE(::mkdir((mnt + a).c_str(), 0755) == 0);
+    REQUIRE(::mkdir((mnt + b).c_str(), 0755) == 0);
+    auto move_to = [&](const std::string& cg) {
+        std::ofstream(mnt + cg + "/cgroup.procs") << ::getpid() << std::endl;
+        return proc_cgroup(::getpid()) == cg;
+    };
+    // In a child of ours, so that the test process stays where it is; without the guard,
+    // which would stay in a. Exit codes say which step failed.
+    auto o = base_options({"true"});
+    o.spawner_guard = false;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (!move_to(a))
+            ::_exit(10);
+        auto r1 = run(o);
+        if (!r1 || !r1->cgroup || r1->cgroup->rfind(a + "/cgrun-", 0) != 0)
+            ::_exit(11); // the first run remembers a
+        if (!move_to(b) || ::rmdir((mnt + a).c_str()) != 0)
+            ::_exit(12);
+        auto r2 = run(o);
+        if (!r2 || r2->used != method::cgroup || !r2->cgroup || r2->cgroup->rfind(b + "/cgrun-", 0) != 0)
+            ::_exit(13); // a is gone: b, where we are now
+        ::_exit(cgrun_cgroups_under(b).empty() ? 0 : 14);
+    }
+    REQUIRE(pid > 0);
+    int st = 0;
+    REQUIRE(::waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+    (void)::rmdir((mnt + a).c_str());
+    CHECK(::rmdir((mnt + b).c_str()) == 0);
+}
+
 TEST_CASE("exit codes and signals of the main process are reported")
 {
     auto r = run(base_options({"sh", "-c", "exit 3"}));
