@@ -46,7 +46,8 @@ struct child_plan {
     long gid;
     long uid;
     int go_fd;       // -1 unless held
-    int report_fd;
+    int report_fd;   // -1: report into *report_mem (a vfork-style child on our memory)
+    exec_report* report_mem;
     std::array<int, 3> stdio_src; // -1 = inherit
     const int* keep;              // sorted fds >= 3 that stay open (report_fd among them)
     size_t nkeep;
@@ -76,6 +77,13 @@ long arg(T v) noexcept
 [[noreturn]] CGRUN_CHILD_SIDE void child_fail(const child_plan& p, stage s, long neg_errno)
 {
     exec_report r{static_cast<int>(s), static_cast<int>(-neg_errno)};
+    if (p.report_fd < 0) {
+        // vfork-style: the parent sleeps until we are gone, then reads it.
+        volatile exec_report* m = p.report_mem;
+        m->where = r.where;
+        m->err = r.err;
+        child_exit();
+    }
     while (sys::raw_syscall(SYS_write, p.report_fd, arg(&r), sizeof r) == -EINTR) {
     }
     child_exit();
@@ -184,8 +192,10 @@ struct launch {
     std::vector<int> keep;
     std::vector<int> clear;
     child_plan plan{};
+    exec_report failure{}; // where a vfork-style child reports (plan.report_mem)
     void* stack = nullptr;
     size_t stack_size = 0;
+    bool own_stack = false; // mapped for this launch (else the thread's vfork stack)
     unique_fd guard; // the held child's pidfd (a dup) while it may still run on `stack`
 };
 
@@ -246,7 +256,7 @@ void launch_free::operator()(launch* l) const noexcept
         if (!ready || *ready == 0)
             return;
     }
-    if (l->stack)
+    if (l->stack && l->own_stack)
         ::munmap(l->stack, l->stack_size);
     delete l;
 }
@@ -379,11 +389,6 @@ result<void> build_plan(const spawn_request& req, std::string path, launch_parts
     plan.gid = id.gid ? static_cast<long>(*id.gid) : -1;
     plan.uid = id.uid ? static_cast<long>(*id.uid) : -1;
 
-    auto report = sys::make_pipe();
-    if (!report)
-        return report.error();
-    parts.report = std::move(*report);
-
     // stdio sources in the child; parent ends kept in `out`.
     auto& child_ends = parts.child_ends;
     auto& devnull = parts.devnull;
@@ -430,20 +435,63 @@ result<void> build_plan(const spawn_request& req, std::string path, launch_parts
         if (fd > 2)
             L->clear.push_back(fd);
     }
-    L->keep.push_back(parts.report.write.get());
     std::sort(L->keep.begin(), L->keep.end());
 
     plan.path = L->path.c_str();
     plan.argv = L->argv.data();
     plan.envp = L->envp.data();
     plan.cwd = L->cwd.empty() ? nullptr : L->cwd.c_str();
-    plan.report_fd = parts.report.write.get();
+    plan.report_fd = -1; // add_report_pipe() unless the child is vfork-style on our memory
+    plan.report_mem = &L->failure;
     plan.keep = L->keep.data();
     plan.nkeep = L->keep.size();
     plan.clear_cloexec = L->clear.data();
     plan.nclear = L->clear.size();
 
     return {};
+}
+
+// A child that runs on while we do, or on a copy of our memory, reports a failure before
+// exec through a pipe, whose closing on exec also says that it has exec'd.
+result<void> add_report_pipe(launch_parts& parts)
+{
+    if (parts.report.write)
+        return {};
+    auto report = sys::make_pipe();
+    if (!report)
+        return report.error();
+    parts.report = std::move(*report);
+    launch* L = parts.image.get();
+    L->keep.insert(std::upper_bound(L->keep.begin(), L->keep.end(), parts.report.write.get()),
+                   parts.report.write.get());
+    L->plan.keep = L->keep.data();
+    L->plan.nkeep = L->keep.size();
+    L->plan.report_fd = parts.report.write.get();
+    return {};
+}
+
+// The stack of vfork-style children, one per thread: we sleep until the child has exec'd or
+// died, so it is free again when clone3 returns. Saves a map and an unmap (a TLB shootdown
+// in a threaded spawner) per spawn.
+constexpr size_t child_stack_size = 64 * 1024; // raw syscalls only: the child needs a few hundred bytes
+
+void* map_stack()
+{
+    void* p = ::mmap(nullptr, child_stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void* vfork_stack()
+{
+    thread_local struct spare {
+        void* p = map_stack();
+        ~spare()
+        {
+            if (p)
+                ::munmap(p, child_stack_size);
+        }
+    } stack;
+    return stack.p;
 }
 
 } // namespace
@@ -465,7 +513,6 @@ result<spawned> start_process(spawn_request req)
         return r.error();
     auto& L = parts.image;
     child_plan& plan = L->plan;
-    auto& report = parts.report;
 
     unique_fd go_read;
     bool try_into_cgroup = req.cgroup_fd >= 0 && !clone_into_cgroup_disabled();
@@ -491,16 +538,28 @@ result<spawned> start_process(spawn_request req)
     // Not with another identity: the kernel makes an mm whose task changes its euid or egid
     // non-dumpable (commit_creds), and a shared mm is ours: we would lose core dumps and
     // /proc ownership for good. A copy of the page tables is the price of run_as.
-    if (sys::have_shared_vm_clone() && !plan.set_ids) {
-        L->stack_size = 64 * 1024; // raw syscalls only: the child needs a few hundred bytes
-        L->stack = ::mmap(nullptr, L->stack_size, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (L->stack == MAP_FAILED)
+    // Held, or through an intermediate (a copy of us), the child has a stack of its own and
+    // reports through a pipe.
+    auto own_stack = [&] {
+        if (L->stack && !L->own_stack)
             L->stack = nullptr;
+        if (!L->stack && sys::have_shared_vm_clone() && !plan.set_ids) {
+            L->stack = map_stack();
+            L->own_stack = L->stack != nullptr;
+        }
+    };
+    if (sys::have_shared_vm_clone() && !plan.set_ids) {
+        L->stack_size = child_stack_size;
+        if (hold || req.via)
+            own_stack();
+        else
+            L->stack = vfork_stack();
     }
     if (req.via) {
         if (hold)
             return error::make(errc::invalid_argument, "a command started through an intermediate cannot be held");
+        if (auto r = add_report_pipe(parts); !r)
+            return r.error();
         // A copy of us, not sharing our memory: the intermediate lives as long as the tree.
         int pidfd = -1;
         pid_t pid = sys::clone3_fork(CLONE_PIDFD, &pidfd, -1);
@@ -516,7 +575,7 @@ result<spawned> start_process(spawn_request req)
         out.pid = pid;
         out.pidfd = reaping_pidfd{unique_fd{pidfd}};
         out.path = L->path;
-        out.exec_status = std::move(report.read);
+        out.exec_status = std::move(parts.report.read);
         return out;
     }
 
@@ -527,6 +586,9 @@ result<spawned> start_process(spawn_request req)
         std::uint64_t flags = CLONE_PIDFD | (into_cgroup ? CLONE_INTO_CGROUP : 0);
         int cgroup_fd = into_cgroup ? req.cgroup_fd : -1;
         if (L->stack) {
+            if (hold)
+                if (auto r = add_report_pipe(parts); !r)
+                    return -r.error().code.value();
             pid_t p = sys::clone3_shared_vm(flags | (hold ? 0 : CLONE_VFORK), &pidfd, cgroup_fd, L->stack,
                                             L->stack_size, child_entry, &plan);
             if (p > 0) {
@@ -534,6 +596,8 @@ result<spawned> start_process(spawn_request req)
                 return p;
             }
         }
+        if (auto r = add_report_pipe(parts); !r)
+            return -r.error().code.value();
         pid_t p = sys::clone3_fork(flags, &pidfd, cgroup_fd);
         if (p == 0)
             child_main(plan);
@@ -548,11 +612,14 @@ result<spawned> start_process(spawn_request req)
             hold = true;
             if (auto r = prepare_hold(); !r)
                 return r.error();
+            own_stack();
         }
         pid = start(false);
     }
     if (pid == -ENOSYS || pid == -EPERM || pid == -E2BIG) {
         // No clone3 at all (kernel < 5.3 or a seccomp filter): fork, then pidfd_open.
+        if (auto r = add_report_pipe(parts); !r)
+            return r.error();
         if (auto r = fork_with_pidfd(pid, pidfd); !r)
             return r.error();
         if (pid == 0)
@@ -585,7 +652,12 @@ result<spawned> start_process(spawn_request req)
 
     out.in_cgroup = into;
     out.path = L->path;
-    out.exec_status = std::move(report.read);
+    out.exec_status = std::move(parts.report.read);
+    if (!out.exec_status) {
+        // vfork-style: it has exec'd or died by now.
+        out.failed_stage = L->failure.where;
+        out.failed_errno = L->failure.err;
+    }
     if (shared && hold)
         out.image = std::move(L);
     return out;
@@ -651,12 +723,14 @@ result<void> release(spawned& s)
         if (n != 1)
             return error::from_errno(errno, "release child " + std::to_string(s.pid));
     }
-    exec_report r{};
-    ssize_t n;
-    do
-        n = ::read(s.exec_status.get(), &r, sizeof r);
-    while (n < 0 && errno == EINTR);
-    s.exec_status.reset();
+    exec_report r{s.failed_stage, s.failed_errno};
+    ssize_t n = r.where ? static_cast<ssize_t>(sizeof r) : 0;
+    if (s.exec_status) {
+        do
+            n = ::read(s.exec_status.get(), &r, sizeof r);
+        while (n < 0 && errno == EINTR);
+        s.exec_status.reset();
+    }
     if (n == 0) {
         // The pipe closed on exec (after the kernel switched the child to its new memory) or
         // on the child's death: either way it no longer runs on ours.

@@ -85,6 +85,10 @@ struct spawned {
     bool in_cgroup = false; // born in spawn_request::cgroup_fd
     unique_fd go;           // release() writes here (hold)
     unique_fd exec_status;  // EOF = exec succeeded; else {stage, errno}
+    // Without exec_status (a vfork-style child on our memory, which had exec'd or died when
+    // clone3 returned): the stage it failed at and its errno, {0, 0} when it exec'd.
+    int failed_stage = 0;
+    int failed_errno = 0;
     std::array<unique_fd, 3> parent_ends; // for stdio_spec::pipe
     // A held child that shares our memory reads this until it execs: kept until release()
     // has seen the exec (or, failing that, until the child is dead).
