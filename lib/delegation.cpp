@@ -7,7 +7,10 @@
 #include "setup.hpp"
 #include "sys.hpp"
 
+#include <unistd.h>
+
 #include <array>
+#include <mutex>
 
 namespace cgrun::detail {
 
@@ -37,7 +40,48 @@ bool is_unit_name(std::string_view name)
     return false;
 }
 
+namespace {
+
+// Read once per process with the default parent (systemd sets the marks when it creates a
+// unit's cgroup), and again after forget_default_parent().
+struct delegation_cache {
+    std::mutex mutex;
+    pid_t pid = 0;
+    std::optional<delegation> value;
+};
+
+delegation_cache& cache()
+{
+    static delegation_cache c;
+    return c;
+}
+
+std::optional<delegation> look_up_delegation();
+
+} // namespace
+
 std::optional<delegation> delegated_default_parent()
+{
+    auto& c = cache();
+    std::lock_guard l(c.mutex);
+    pid_t self = ::getpid();
+    if (c.pid != self) {
+        c.value = look_up_delegation();
+        c.pid = self;
+    }
+    return c.value;
+}
+
+void forget_delegation()
+{
+    auto& c = cache();
+    std::lock_guard l(c.mutex);
+    c.pid = 0;
+}
+
+namespace {
+
+std::optional<delegation> look_up_delegation()
 {
     auto root = cgroup2();
     if (!root)
@@ -69,6 +113,8 @@ std::optional<delegation> delegated_default_parent()
     }
     return std::nullopt;
 }
+
+} // namespace
 
 std::string describe(const delegation& d)
 {

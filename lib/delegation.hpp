@@ -18,7 +18,10 @@ struct delegation {
 
 // The default parent of the cgroup method when systemd marked it delegated, else nullopt
 // (also when it cannot be read: then auto keeps its usual order).
+// Read once per process, like the default parent, and looked up again with it
+// (forget_default_parent() calls forget_delegation()).
 std::optional<delegation> delegated_default_parent();
+void forget_delegation();
 
 // A cgroup systemd made for a unit ("foo.service"): what a delegated subtree below it is not
 // likely named.

@@ -413,6 +413,15 @@ result<pid_t> guard_pid()
     auto& c = conn();
     std::lock_guard lock(c.mutex);
     reap_intermediate(c);
+    if (c.owner == ::getpid()) {
+        // Asked for to start a scope with it: a guard that was killed is replaced, or systemd
+        // would refuse its pid. An empty message finds out (its socket end is closed then).
+        message m{};
+        m.op = op_drop;
+        attach_deferred(c, m);
+        if (!send(c, m, nullptr, 0))
+            c.owner = -1;
+    }
     if (c.owner != ::getpid())
         if (auto r = start_guard(c); !r)
             return r.error();

@@ -227,27 +227,35 @@ result<placed> place_in_cgroup(const place_request& r)
         return root.error();
     std::string parent = o.cgroup.parent;
     std::optional<std::string> unit;
-    bool by_default = false;
+    // The delegated scope and the default parent are remembered per process.
+    auto look_up = [&]() -> result<void> {
+        if (o.cgroup.delegated_scope) {
+            auto s = spawner_scope(o);
+            if (!s)
+                return s.error();
+            parent = s->cgroup;
+            unit = s->unit;
+        } else {
+            auto own = default_parent();
+            if (!own)
+                return own.error();
+            parent = *own;
+        }
+        return {};
+    };
+    bool remembered = o.cgroup.delegated_scope || parent.empty();
     if (o.cgroup.delegated_scope) {
         if (!parent.empty())
             return error::make(errc::invalid_argument, "a cgroup parent and the delegated scope exclude each other");
         if (!o.spawner_guard)
             return error::make(errc::invalid_argument, "the delegated scope is held by the spawner-death guard, "
                                                        "which is turned off (spawner_guard)");
-        auto s = spawner_scope(o);
-        if (!s)
-            return s.error();
-        parent = s->cgroup;
-        unit = s->unit;
-    } else if (parent.empty()) {
-        auto own = default_parent();
-        if (!own)
-            return own.error();
-        parent = *own;
-        by_default = true;
-    } else if (!relative_cgroup_path(parent)) {
+    } else if (!parent.empty() && !relative_cgroup_path(parent)) {
         return error::make(errc::invalid_argument, "cgroup parent " + parent);
     }
+    if (remembered)
+        if (auto l = look_up(); !l)
+            return l.error();
 
     static std::atomic<unsigned long> counter{0};
     std::string name = "cgrun-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
@@ -263,16 +271,21 @@ result<placed> place_in_cgroup(const place_request& r)
             parent_fd = std::move(*fd);
             break;
         }
-        // The default parent is remembered per process: we may have been moved since, and
-        // that cgroup removed or no longer ours. Look once more.
-        if (!by_default || attempt > 0)
+        // What was remembered may be gone: the delegated scope when its guard was killed
+        // while no child held it, the default parent when we were moved and it was removed
+        // (or is no longer ours). Look once more.
+        if (!remembered || attempt > 0)
             break;
         std::string was = parent;
-        forget_default_parent();
-        auto own = default_parent();
-        if (!own || *own == was || "/" + *own == was)
+        if (o.cgroup.delegated_scope)
+            forget_spawner_scope();
+        else
+            forget_default_parent();
+        if (auto l = look_up(); !l)
+            return l.error();
+        // (A new delegated scope has the old one's name and path.)
+        if (!o.cgroup.delegated_scope && (parent == was || "/" + parent == was))
             break;
-        parent = *own;
     }
     if (!made) {
         auto& e = made.error();

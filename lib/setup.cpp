@@ -3,6 +3,7 @@
 
 #include "cgroup_fs.hpp"
 #include "cgroup_path.hpp"
+#include "delegation.hpp"
 #include "hierarchy.hpp"
 #include "sys.hpp"
 
@@ -73,9 +74,12 @@ result<std::string> default_parent()
 
 void forget_default_parent()
 {
-    auto& c = cache();
-    std::lock_guard l(c.mutex);
-    c.pid = 0;
+    {
+        auto& c = cache();
+        std::lock_guard l(c.mutex);
+        c.pid = 0;
+    }
+    forget_delegation();
 }
 
 namespace {

@@ -76,8 +76,7 @@ result<spawner_scope_info> spawner_scope(const options& o)
         return root.error();
     auto& c = cache();
     std::lock_guard lock(c.mutex);
-    // Gone when its guard was killed while no child held it: start another one.
-    if (c.owner == ::getpid() && open_cgroup(root->fd, c.info.cgroup))
+    if (c.owner == ::getpid())
         return c.info;
     auto s = start(o, root->fd);
     if (!s)
@@ -85,6 +84,13 @@ result<spawner_scope_info> spawner_scope(const options& o)
     c.owner = ::getpid();
     c.info = *s;
     return c.info;
+}
+
+void forget_spawner_scope()
+{
+    auto& c = cache();
+    std::lock_guard lock(c.mutex);
+    c.owner = -1;
 }
 
 } // namespace cgrun::detail

@@ -70,6 +70,20 @@ int delegated_scope_helper(int argc, char** argv)
     std::ifstream own_procs(cgroup2_mount() + scope_cg + "/cgroup.procs");
     int any = 0;
     std::printf("guard %s root-empty %d\n", name.empty() ? "none" : name.c_str(), (own_procs >> any) ? 0 : 1);
+    if (mode == "guard-killed") {
+        // With no child in it, the scope goes with its guard: the next spawn starts another.
+        ::kill(guard, SIGKILL);
+        for (int i = 0; i < 300 && std::filesystem::exists(cgroup2_mount() + scope_cg); ++i)
+            std::this_thread::sleep_for(10ms);
+        std::printf("scope-gone %d\n", std::filesystem::exists(cgroup2_mount() + scope_cg) ? 0 : 1);
+        auto again = run(in_delegated_scope({"true"}));
+        if (!again) {
+            std::printf("error %s\n", again.error().message().c_str());
+            return 1;
+        }
+        report(*again);
+        return 0;
+    }
     auto o = in_delegated_scope(
         {"sh", "-c", "setsid sh -c 'echo $$ >> " + pidfile + "; exec sleep 100' & exec sleep 100"});
     o.timeout = 300ms;
@@ -107,7 +121,7 @@ struct helper_run {
     std::vector<std::string> units, cgroups, methods;
     std::vector<int> escapees;
     std::string scope_cgroup, error;
-    int units_loaded = -1, timed_out = -1, remaining = -1, root_empty = -1;
+    int units_loaded = -1, timed_out = -1, remaining = -1, root_empty = -1, scope_gone = -1;
     std::string marker, guard;
 };
 
@@ -134,7 +148,9 @@ helper_run run_helper(const std::string& mode, const std::string& pidfile)
             h.units.push_back(u);
             h.cgroups.push_back(cg);
             h.methods.push_back(mv);
-        } else if (key == "scope-cgroup")
+        } else if (key == "scope-gone")
+            line >> h.scope_gone;
+        else if (key == "scope-cgroup")
             line >> h.scope_cgroup;
         else if (key == "marker")
             line >> h.marker;
@@ -211,6 +227,23 @@ TEST_CASE("the delegated scope and what is left in it go when the spawner is SIG
         return;
     temp_dir t;
     check_run(run_helper("kill", t.file("pids")), 3);
+}
+
+TEST_CASE("a delegated scope that went with its killed guard is started anew by the next spawn")
+{
+    if (method_under_test() != method::scope)
+        return;
+    temp_dir t;
+    auto h = run_helper("guard-killed", t.file("pids"));
+    INFO("helper error: " << h.error);
+    REQUIRE(h.spawner > 0);
+    CHECK(h.scope_gone == 1);
+    std::string unit = "cgrun-" + std::to_string(h.spawner) + ".scope";
+    REQUIRE(h.units.size() == 2);
+    CHECK(h.units[1] == unit);
+    CHECK(h.methods[1] == "cgroup");
+    CHECK(h.cgroups[1].rfind(h.scope_cgroup + "/cgrun-" + std::to_string(h.spawner) + "-", 0) == 0);
+    CHECK(gone_within(unit, 3s));
 }
 
 TEST_CASE("the delegated scope excludes a cgroup parent and needs the guard")

@@ -1,6 +1,7 @@
 #include "support.hpp"
 
 #include "cgroup_path.hpp"
+#include "setup.hpp"
 
 #include <dirent.h>
 #include <signal.h>
@@ -250,17 +251,20 @@ std::optional<std::string> own_delegation_marker()
     return std::nullopt;
 }
 
+// The library reads the marks once per process: it is told to look again.
 undelegated::undelegated() : dir_(cgroup2_mount() + own_cgroup())
 {
     for (const char* m : delegation_markers)
         if (auto v = xattr_of(dir_, m); v && ::removexattr(dir_.c_str(), m) == 0)
             removed_.emplace_back(m, *v);
+    detail::forget_default_parent();
 }
 
 undelegated::~undelegated()
 {
     for (auto& [name, value] : removed_)
         (void)::setxattr(dir_.c_str(), name.c_str(), value.data(), value.size(), 0);
+    detail::forget_default_parent();
 }
 
 std::string unit_property(const std::string& unit, const std::string& name)
