@@ -112,21 +112,19 @@ std::string_view to_string(termination t) noexcept
 
 std::string rfc3339_utc(std::chrono::system_clock::time_point t)
 {
+    // The civil calendar by arithmetic: glibc's gmtime_r() loads /etc/localtime on first use
+    // (tzset), a file read for a UTC time.
     using namespace std::chrono;
-    auto ms = floor<milliseconds>(t).time_since_epoch().count();
-    std::time_t secs = static_cast<std::time_t>(ms / 1000);
-    int frac = static_cast<int>(ms % 1000);
-    if (frac < 0) { // before 1970
-        frac += 1000;
-        --secs;
-    }
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char date[32];
-    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
-    char millis[8];
-    std::snprintf(millis, sizeof millis, ".%03dZ", frac);
-    return std::string(date) + millis;
+    auto ms = floor<milliseconds>(t);
+    auto day = floor<days>(ms);
+    year_month_day ymd{day};
+    hh_mm_ss hms{ms - day};
+    char out[40];
+    std::snprintf(out, sizeof out, "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", static_cast<int>(ymd.year()),
+                  static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                  static_cast<int>(hms.hours().count()), static_cast<int>(hms.minutes().count()),
+                  static_cast<int>(hms.seconds().count()), static_cast<int>(hms.subseconds().count()));
+    return out;
 }
 
 std::string to_json(const run_report& r)

@@ -200,6 +200,8 @@ void describe_end(const run_report& r, const options& opts, std::optional<int> c
 
 int report_written(json_file& json, const run_report& r, int status)
 {
+    if (!json.enabled())
+        return status;
     if (auto w = json.write(to_json(r)); !w) {
         warn(w.error().message());
         return exit_internal;

@@ -94,7 +94,11 @@ struct scope_options {
 // Knobs of the cgroup method only.
 struct cgroup_options {
     // Parent of the leaves, as a path inside the cgroup2 hierarchy ("/a/b"); it must exist
-    // (cgrun creates only its own leaves). Empty = the caller's own cgroup.
+    // (cgrun creates only its own leaves). Empty = the caller's own cgroup (or, in the leaf
+    // of the setup step, that leaf's parent), looked up by the process's first spawn and
+    // kept, with systemd's delegation marks on it: looked up again after a fork, after a
+    // setup_cgroup() of this process, and when no leaf can be made there any more (the
+    // caller was moved and the cgroup removed, or it is no longer the caller's to write).
     std::string parent;
     // The parent of the leaves is one transient systemd scope with Delegate=yes per spawning
     // process, "cgrun-<pid>.scope", started by its first spawn with this option: a unit

@@ -57,6 +57,8 @@ TEST_CASE("start_time is RFC 3339 in UTC with milliseconds")
     CHECK(rfc3339_utc(system_clock::time_point(milliseconds(0))) == "1970-01-01T00:00:00.000Z");
     CHECK(rfc3339_utc(system_clock::time_point(milliseconds(1714566896789))) == "2024-05-01T12:34:56.789Z");
     CHECK(rfc3339_utc(system_clock::time_point(microseconds(1714566896789999))) == "2024-05-01T12:34:56.789Z");
+    CHECK(rfc3339_utc(system_clock::time_point(milliseconds(-1))) == "1969-12-31T23:59:59.999Z");
+    CHECK(rfc3339_utc(system_clock::time_point(milliseconds(951782400000))) == "2000-02-29T00:00:00.000Z");
     run_report r;
     r.pid = 7;
     r.exit_code = 0;
