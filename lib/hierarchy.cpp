@@ -15,6 +15,15 @@ namespace cgrun::detail {
 result<cgroup2_root> cgroup2()
 {
     static const result<cgroup2_root> root = []() -> result<cgroup2_root> {
+        // Where systemd and container runtimes mount it (unified, and hybrid like ours):
+        // an fstatfs is cheaper than making the kernel print /proc/self/mountinfo (a tenth of
+        // the cgrun tool's own run time of `true` went there).
+        for (const char* known : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+            auto fd = sys::open_dir(AT_FDCWD, known);
+            struct statfs st{};
+            if (fd && ::fstatfs(fd->get(), &st) == 0 && st.f_type == CGROUP2_SUPER_MAGIC)
+                return cgroup2_root{known, fd->release()};
+        }
         auto info = sys::read_file(AT_FDCWD, "/proc/self/mountinfo");
         if (!info)
             return error::make(errc::cgroup2_unavailable, info.error().message());
