@@ -185,7 +185,35 @@ struct given {
     // The last option given that only the scope (cgroup) method honours, e.g. "--unit".
     std::string_view scope_option;
     std::string_view cgroup_option;
+    // The last option given that only a run of a command reads ("--uid"), and the last one
+    // that --check reads but --setup-cgroup does not ("--method"): refused with those.
+    std::string_view run_option;
+    std::string_view check_option;
 };
+
+// Sorts `spec` into what given::run_option and given::check_option track.
+void note_scope_of(const opt_spec& spec, given& seen)
+{
+    switch (spec.id) {
+    case opt::method:
+    case opt::user:
+    case opt::system:
+    case opt::slice:
+        seen.check_option = spec.long_name;
+        break;
+    case opt::cgroup_parent:
+    case opt::json:
+    case opt::verbose:
+    case opt::quiet:
+    case opt::check:
+    case opt::setup_cgroup:
+    case opt::help:
+    case opt::version:
+        break;
+    default:
+        seen.run_option = spec.long_name;
+    }
+}
 
 // An option that only one method honours implies that method; it never runs weaker.
 std::optional<std::string> implied_method(const given& seen, options& opts)
@@ -415,6 +443,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
             }
             if ((out.problem = apply(*spec, value, cmd, seen)))
                 return out;
+            note_scope_of(*spec, seen);
         } else {
             for (std::size_t j = 1; j < arg.size(); ++j) {
                 const opt_spec* spec = find_short(arg[j]);
@@ -423,6 +452,7 @@ parse_result parse_command_line(std::span<const std::string_view> args)
                                   std::string(see_help);
                     return out;
                 }
+                note_scope_of(*spec, seen);
                 if (!spec->takes_value) {
                     if ((out.problem = apply(*spec, {}, cmd, seen)))
                         return out;
@@ -476,12 +506,22 @@ parse_result parse_command_line(std::span<const std::string_view> args)
             return out;
     }
 
+    // An option that would be ignored is refused: the caller asked for something.
+    auto ignored = [&](std::string_view option, std::string_view action, std::string_view why) {
+        return concat({"--", option, " has no effect with --", action, why});
+    };
     if (cmd.what == action::setup) {
         if (!cmd.opts.argv.empty())
             out.problem = "--setup-cgroup takes no command";
+        else if (!seen.run_option.empty())
+            out.problem = ignored(seen.run_option, "setup-cgroup", " (it applies to a run of a command)");
+        else if (!seen.check_option.empty())
+            out.problem = ignored(seen.check_option, "setup-cgroup", " (it uses no method)");
     } else if (cmd.what == action::check) {
         if (!cmd.opts.argv.empty())
             out.problem = "--check takes no command";
+        else if (!seen.run_option.empty())
+            out.problem = ignored(seen.run_option, "check", " (it applies to a run of a command)");
         else if (cmd.opts.method == method::pgroup || cmd.opts.method == method::subreaper)
             out.problem = "--check proves the scope and cgroup methods only";
     } else if (cmd.opts.argv.empty()) {

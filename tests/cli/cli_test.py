@@ -350,6 +350,12 @@ class BadInput(CgrunTestCase):
         self.assert_rejected(["--check", SH, "-c", "touch " + self.path("started")])
         self.assert_rejected(["--check", "-m", "pgroup"])
 
+    def test_check_and_setup_refuse_options_they_would_ignore(self):
+        self.assert_rejected(["--check", "--uid", "65534"], needle="--uid has no effect with --check")
+        self.assert_rejected(["--check", "-E", "A=1"], needle="--setenv has no effect with --check")
+        self.assert_rejected(["--setup-cgroup", "-t", "5"], needle="--timeout has no effect with --setup-cgroup")
+        self.assert_rejected(["--setup-cgroup", "-m", "cgroup"], needle="--method has no effect with --setup-cgroup")
+
     def test_unwritable_json_file(self):
         self.assert_rejected(["--json", "/nonexistent-cgrun-dir/report.json"] + self.command())
 

@@ -21,6 +21,13 @@ parse_result parse(std::initializer_list<std::string_view> words)
     return parse_command_line(args);
 }
 
+parse_result parse(const std::vector<std::string>& words)
+{
+    std::vector<std::string_view> args{"cgrun"};
+    args.insert(args.end(), words.begin(), words.end());
+    return parse_command_line(args);
+}
+
 std::vector<std::string> argv(std::initializer_list<const char*> words)
 {
     return {words.begin(), words.end()};
@@ -128,6 +135,30 @@ TEST_CASE("options of one method imply it; another -m is a usage error")
     r = parse({"--check", "--system"});
     CHECK_FALSE(r.problem);
     CHECK(r.cmd.opts.method == method::automatic);
+}
+
+TEST_CASE("--check and --setup-cgroup refuse the options they would ignore")
+{
+    for (std::vector<std::string> run_only : {std::vector<std::string>{"--uid", "0"}, {"--gid", "0"}, {"-E", "A=1"},
+                                              {"-d", "/"}, {"--nice", "1"}, {"-t", "5"}, {"-p", "MemoryMax=1G"},
+                                              {"--keep-orphans"}, {"--description", "x"}, {"--unit", "x"}}) {
+        for (std::string action : {"--check", "--setup-cgroup"}) {
+            auto words = run_only;
+            words.insert(words.begin(), action);
+            auto r = parse(words);
+            INFO(words[0] << " " << words[1]);
+            REQUIRE(r.problem);
+            CHECK(r.problem->find("has no effect with " + action) != std::string::npos);
+        }
+    }
+    // What --check reads, but --setup-cgroup does not.
+    auto r = parse({"--setup-cgroup", "-m", "cgroup"});
+    REQUIRE(r.problem);
+    CHECK(r.problem->find("--method has no effect with --setup-cgroup") != std::string::npos);
+    r = parse({"--check", "-m", "scope", "--system", "--slice", "x.slice", "--cgroup-parent", "/", "-v", "--json", "-"});
+    CHECK_FALSE(r.problem);
+    r = parse({"--setup-cgroup", "--cgroup-parent", "/", "--json", "-", "-q", "-v"});
+    CHECK_FALSE(r.problem);
 }
 
 TEST_CASE("-p takes every supported property by name, values are checked by the library")
